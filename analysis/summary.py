@@ -1,0 +1,125 @@
+"""`iommu-trace info`: a trace's provenance, probes and counts."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from ..tracefile.reader import Trace
+
+
+def summarize(t: Trace) -> dict:
+    m = t.meta
+    ev = t.table
+    in_file: dict[str, int] = {}
+    if ev.num_rows:
+        for row in ev.group_by("probe").aggregate([("ts_ns", "count")]).to_pylist():
+            in_file[row["probe"]] = row["ts_ns_count"]
+    counts = m.get("counts") or {}
+    drops = m.get("drops") or {}
+    start, end = m.get("start_mono_ns"), m.get("end_mono_ns")
+    if end is None and ev.num_rows:
+        end = max(ev.column("ts_ns").to_pylist())
+    probes = []
+    for p in m.get("probes", []):
+        name = p["name"]
+        probes.append(
+            {
+                **p,
+                "count": counts.get(name),
+                "in_file": in_file.get(name, 0),
+                "dropped": drops.get(name, 0),
+            }
+        )
+    iommu = m.get("iommu") or {}
+    return {
+        "path": t.path,
+        "format": f"{m.get('format')} v{m.get('version')}",
+        "finalized": t.finalized,
+        "tool": m.get("tool"),
+        "command": m.get("command"),
+        "follow": m.get("follow"),
+        "exit_status": m.get("exit_status"),
+        "stop_signal": m.get("stop_signal"),
+        "start": m.get("start_wall"),
+        "duration_s": (end - start) / 1e9 if start and end else None,
+        "hostname": m.get("hostname"),
+        "kernel": (m.get("kernel") or {}).get("release"),
+        "cmdline": (m.get("kernel") or {}).get("cmdline"),
+        "iommu_mode": iommu.get("mode"),
+        "iommu_groups": [
+            {"group": g.get("group"), "type": g.get("type"), "devices": g.get("devices", [])}
+            for g in iommu.get("groups", [])
+        ],
+        "headers": (m.get("headers") or {}).get("note"),
+        "buffer": m.get("buffer"),
+        "addresses": m.get("addresses"),
+        "events": ev.num_rows,
+        "dropped": sum(drops.values()) + (m.get("lost") or 0),
+        "probes": probes,
+        "workload": m.get("workload") or {},
+        "notes": t.notes,
+    }
+
+
+def to_json(s: dict) -> str:
+    return json.dumps(s, indent=2, default=str)
+
+
+def to_text(s: dict) -> str:
+    cmd = shlex.join(s["command"]) if s["command"] else f"({s['follow']})"
+    lines = [
+        f"trace      {s['path']}  ({s['format']}, "
+        + ("finalized)" if s["finalized"] else "NOT finalized)"),
+        f"command    {cmd}",
+        f"exit       {s['exit_status']}"
+        + (f"  (stopped by signal {s['stop_signal']})" if s["stop_signal"] else ""),
+        f"started    {s['start']}  duration {s['duration_s']:.3f} s"
+        if s["duration_s"] is not None
+        else f"started    {s['start']}",
+        f"host       {s['hostname']}  kernel {s['kernel']}",
+        f"cmdline    {s['cmdline']}",
+        f"iommu      {s['iommu_mode']}"
+        + "".join(
+            f"\n             group {g['group']}: {g['type']} ({', '.join(g['devices'][:4])}"
+            + ("…" if len(g["devices"]) > 4 else "")
+            + ")"
+            for g in s["iommu_groups"][:12]
+        ),
+        f"headers    {s['headers']}",
+        f"buffer     {s['buffer']}, addresses {s['addresses']}",
+        f"events     {s['events']} in file, {s['dropped']} dropped",
+    ]
+    if s["workload"]:
+        lines.append("workload   " + ", ".join(f"{k}={v}" for k, v in s["workload"].items()))
+    lines.append("")
+    rows = [("PROBE", "GROUP", "STATUS", "COUNT", "IN FILE", "DROPPED", "TARGET / REASON")]
+    for p in s["probes"]:
+        if p["status"] == "disabled":
+            continue
+        rows.append(
+            (
+                p["name"],
+                p["group"],
+                p["status"],
+                "" if p["count"] is None else str(p["count"]),
+                str(p["in_file"]) if p["status"] == "attach" else "",
+                str(p["dropped"]) if p["dropped"] else "",
+                p["target"] if p["status"] == "attach" else p["reason"],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for r in rows:
+        lines.append(
+            "  ".join(
+                f"{c:<{w}}" if i < 3 else f"{c:>{w}}"
+                for i, (c, w) in enumerate(zip(r[:6], widths, strict=True))
+            )
+            + "  "
+            + (r[6] or "")
+        )
+    off = [p["name"] for p in s["probes"] if p["status"] == "disabled"]
+    if off:
+        lines.append(f"opt-in, not enabled: {', '.join(off)}")
+    lines += [f"note: {n}" for n in s["notes"]]
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""Load the probe catalog (catalog.toml) into typed records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import tomllib
+
+GROUPS = (
+    "dma",
+    "iommu-map",
+    "iotlb-flush",
+    "iova",
+    "nvidia",
+    "cuda-driver",
+    "cuda-runtime",
+    "syscall",
+    "user",
+    "process",
+)
+KINDS = ("tracepoint", "kprobe", "uprobe", "syscall")
+# Columns an event can fill; the order is the slot order in the BPF event.
+NUMERIC_FIELDS = ("addr", "iova", "size", "dir", "count", "flags", "cmd", "ret")
+FIELDS = ("dev", *NUMERIC_FIELDS)
+
+
+class CatalogError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # tracepoint | kprobe | uprobe | syscall
+    name: str  # "sys:event", "func", "lib:symbol", "ioctl"
+    ret: bool = False  # also attach the return probe; emit on return with duration
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def library(self) -> str | None:
+        return self.name.split(":", 1)[0] if self.kind == "uprobe" else None
+
+    @property
+    def symbol(self) -> str:
+        return self.name.split(":", 1)[1] if self.kind == "uprobe" else self.name
+
+    def describe(self) -> str:
+        suffix = "+ret" if self.ret else ""
+        return f"{self.kind}{suffix}:{self.name}"
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    group: str
+    op: str
+    scope: str  # device | task
+    targets: tuple[Target, ...]
+    default: bool = True
+    kstack: bool = False
+    ustack: bool = False
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    probes: tuple[Probe, ...]
+    libraries: dict[str, list[str]]
+
+    def by_name(self, name: str) -> Probe:
+        for p in self.probes:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+def _target(raw: dict, probe: str) -> Target:
+    kinds = [k for k in KINDS if k in raw]
+    if len(kinds) != 1:
+        raise CatalogError(f"probe {probe}: each target names exactly one of {KINDS}")
+    kind = kinds[0]
+    fields = dict(raw.get("fields", {}))
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise CatalogError(f"probe {probe}: unknown fields {sorted(unknown)}")
+    return Target(kind=kind, name=raw[kind], ret=bool(raw.get("ret", False)), fields=fields)
+
+
+def parse(text: str) -> Catalog:
+    data = tomllib.loads(text)
+    probes = []
+    seen: set[str] = set()
+    for raw in data.get("probe", []):
+        name = raw["name"]
+        if name in seen:
+            raise CatalogError(f"probe {name} is defined twice")
+        seen.add(name)
+        if raw["group"] not in GROUPS:
+            raise CatalogError(f"probe {name}: unknown group {raw['group']}")
+        if raw.get("scope", "task") not in ("task", "device"):
+            raise CatalogError(f"probe {name}: scope must be task or device")
+        targets = tuple(_target(t, name) for t in raw.get("target", []))
+        if not targets:
+            raise CatalogError(f"probe {name} has no target")
+        probes.append(
+            Probe(
+                name=name,
+                group=raw["group"],
+                op=raw["op"],
+                scope=raw.get("scope", "task"),
+                targets=targets,
+                default=bool(raw.get("default", True)),
+                kstack=bool(raw.get("kstack", False)),
+                ustack=bool(raw.get("ustack", False)),
+                doc=raw.get("doc", ""),
+            )
+        )
+    return Catalog(probes=tuple(probes), libraries=dict(data.get("libraries", {})))
+
+
+def load(path: str | Path | None = None) -> Catalog:
+    if path is not None:
+        return parse(Path(path).read_text())
+    return parse(resources.files(__package__).joinpath("catalog.toml").read_text())
+
+
+def user_probe(spec: str) -> Probe:
+    """An ad-hoc uprobe from the command line, perf-probe style: LIB:SYMBOL.
+
+    Records entry and return (duration, first three arguments, return value)
+    with the user stack.
+    """
+    lib, sep, sym = spec.rpartition(":")
+    if not sep or not lib or not sym:
+        raise CatalogError(f"--uprobe wants LIBRARY:SYMBOL, got {spec!r}")
+    target = Target(
+        kind="uprobe",
+        name=f"{lib}:{sym}",
+        ret=True,
+        fields={"addr": "arg1", "size": "arg2", "count": "arg3", "ret": "ret"},
+    )
+    return Probe(
+        name=sym,
+        group="user",
+        op="call",
+        scope="task",
+        targets=(target,),
+        ustack=True,
+        doc=f"user probe on {lib}:{sym}",
+    )

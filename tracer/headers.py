@@ -1,0 +1,79 @@
+"""Find kernel headers for BCC, in the order the issue asks for, and say which."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass
+
+
+class HeadersMissing(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Headers:
+    source: str  # "modules-build" | "kheaders" | "distro-package"
+    path: str
+    note: str
+
+
+def _version_key(release: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", release)[:3])
+
+
+def nearest_distro_tree(release: str, root: str = "/usr/src") -> tuple[str, str] | None:
+    """(build tree, common tree) of the installed Debian headers closest to this kernel."""
+    trees = [
+        p for p in glob.glob(os.path.join(root, "linux-headers-*")) if not p.endswith("-common")
+    ]
+    trees = [p for p in trees if os.path.exists(os.path.join(p, "Makefile"))]
+    if not trees:
+        return None
+    want = _version_key(release)
+
+    def distance(p: str) -> tuple[int, ...]:
+        have = _version_key(os.path.basename(p).removeprefix("linux-headers-"))
+        return tuple(abs(a - b) for a, b in zip(want, have, strict=False))
+
+    best = min(trees, key=distance)
+    m = re.match(r"(linux-headers-[\d.]+-\d+)", os.path.basename(best))
+    common = os.path.join(root, f"{m[1]}-common") if m else ""
+    return best, common if os.path.isdir(common) else best
+
+
+def resolve(release: str | None = None, install: bool = True) -> Headers:
+    """Headers BCC will compile against; links a distro tree into /lib/modules if needed."""
+    release = release or os.uname().release
+    build = f"/lib/modules/{release}/build"
+    if os.path.exists(os.path.join(build, "Makefile")) or os.path.isdir(
+        os.path.join(build, "include")
+    ):
+        return Headers("modules-build", os.path.realpath(build), f"{build}")
+    if os.path.exists("/sys/kernel/kheaders.tar.xz"):
+        # BCC unpacks this itself when /lib/modules/.../build is missing.
+        return Headers("kheaders", "/sys/kernel/kheaders.tar.xz", "CONFIG_IKHEADERS archive")
+    tree = nearest_distro_tree(release)
+    if tree is None:
+        raise HeadersMissing(
+            f"no kernel headers for {release}: install them "
+            "(Debian: apt-get install linux-headers-amd64; Ubuntu: linux-headers-$(uname -r))"
+        )
+    b, common = tree
+    note = f"{os.path.basename(b)} (nearest installed version to {release})"
+    if install:
+        if os.geteuid() != 0:
+            raise HeadersMissing(
+                f"headers {b} exist but /lib/modules/{release}/build does not, "
+                "and linking it needs root"
+            )
+        os.makedirs(f"/lib/modules/{release}", exist_ok=True)
+        for name, dest in (("build", b), ("source", common)):
+            link = f"/lib/modules/{release}/{name}"
+            if os.path.islink(link):
+                os.unlink(link)
+            if not os.path.exists(link):
+                os.symlink(dest, link)
+        note += f"; linked into /lib/modules/{release}"
+    return Headers("distro-package", b, note)

@@ -1,0 +1,455 @@
+"""`iommu-trace record`: compile the catalog's probes, run the command, stream events to a trace."""
+
+from __future__ import annotations
+
+import ctypes as ct
+import os
+import platform
+import re
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .. import __version__
+from ..probes import catalog as catalog_mod
+from ..probes import discover
+from ..probes.catalog import NUMERIC_FIELDS
+from ..tracefile.schema import ADDRESS_COLUMNS
+from ..tracefile.writer import TraceWriter
+from . import codegen, headers, launch
+from .addresses import Pseudonyms
+from .symbols import Symbolizer
+
+
+class RecordError(RuntimeError):
+    """Recording could not start; the message is one line for the user."""
+
+
+@dataclass
+class Options:
+    output: str
+    command: list[str] = field(default_factory=list)
+    pid: int | None = None
+    follow_all: bool = False
+    as_root: bool = False
+    enable: set[str] = field(default_factory=set)
+    disable: set[str] = field(default_factory=set)
+    uprobes: list[str] = field(default_factory=list)
+    keep_addresses: bool = False
+    duration: float | None = None
+    catalog: str | None = None
+    buffer_pages: int = 1024
+    perf_buffer: bool = False
+    workload_meta: dict = field(default_factory=dict)
+
+
+class Event(ct.Structure):
+    _fields_ = [
+        ("ts", ct.c_uint64),
+        ("dur", ct.c_uint64),
+        ("v", ct.c_uint64 * len(NUMERIC_FIELDS)),
+        ("pid", ct.c_uint32),
+        ("tid", ct.c_uint32),
+        ("probe", ct.c_uint32),
+        ("kstack", ct.c_int32),
+        ("ustack", ct.c_int32),
+        ("cpu", ct.c_uint32),
+        ("comm", ct.c_char * 16),
+        ("dev", ct.c_char * 32),
+    ]
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _kernel_version() -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", platform.release())
+    return (int(m[1]), int(m[2])) if m else (0, 0)
+
+
+def _import_bcc():
+    try:
+        import bcc  # noqa: PLC0415 - only the recorder needs it
+
+        return bcc
+    except ImportError:
+        raise RecordError(
+            "BCC's Python module is not importable: apt-get install python3-bpfcc and use "
+            "/usr/bin/python3 or a venv made with --system-site-packages"
+        ) from None
+
+
+def _compile_error(text: str) -> str:
+    for line in text.splitlines():
+        if "error:" in line:
+            return line.strip()
+    return text.strip().splitlines()[-1] if text.strip() else "unknown error"
+
+
+def _compile(bcc, text: str):
+    """BPF(text=...) with the compiler's first error turned into one line."""
+    r, w = os.pipe()
+    saved = os.dup(2)
+    os.dup2(w, 2)  # clang writes diagnostics to fd 2; keep them for the message
+    os.close(w)
+    try:
+        return bcc.BPF(text=text)
+    except Exception as e:
+        os.dup2(saved, 2)
+        os.set_blocking(r, False)
+        try:
+            log = os.read(r, 1 << 20).decode(errors="replace")
+        except BlockingIOError:
+            log = ""
+        raise RecordError(
+            f"BPF program failed to compile: {_compile_error(log or str(e))}"
+        ) from None
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(r)
+
+
+def _attach(b, att: codegen.Attachment) -> None:
+    fn = att.fn.encode()
+    if att.kind == "tracepoint":
+        b.attach_tracepoint(tp=att.target.encode(), fn_name=fn)
+    elif att.kind == "kprobe":
+        b.attach_kprobe(event=att.target.encode(), fn_name=fn)
+    elif att.kind == "kretprobe":
+        b.attach_kretprobe(event=att.target.encode(), fn_name=fn, maxactive=64)
+    elif att.kind == "uprobe":
+        b.attach_uprobe(name=att.path.encode(), sym=att.target.encode(), fn_name=fn)
+    elif att.kind == "uretprobe":
+        b.attach_uretprobe(name=att.path.encode(), sym=att.target.encode(), fn_name=fn)
+    else:
+        raise ValueError(att.kind)
+
+
+def _boot_wall_offset_ns() -> int:
+    """CLOCK_REALTIME - CLOCK_MONOTONIC, to turn event times into wall time."""
+    return time.time_ns() - time.monotonic_ns()
+
+
+def machine_meta() -> dict:
+    try:
+        cmdline = open("/proc/cmdline").read().strip()
+    except OSError:
+        cmdline = ""
+    try:
+        from ..system import iommu  # noqa: PLC0415
+
+        state = iommu.snapshot()
+    except Exception as e:  # the state is context; never lose a recording over it
+        state = {"mode": "unknown", "notes": [f"IOMMU state unreadable: {e}"]}
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": {
+            "release": platform.release(),
+            "version": platform.version(),
+            "cmdline": cmdline,
+        },
+        "iommu": state,
+    }
+
+
+class Recorder:
+    def __init__(self, opts: Options, log: Callable[[str], None]) -> None:
+        self.o = opts
+        self.log = log
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------ setup
+    def _preflight(self):
+        if os.geteuid() != 0:
+            raise RecordError("recording needs root (BPF): run it with sudo")
+        if self.o.command:
+            try:
+                launch.resolve_command(self.o.command)
+            except launch.LaunchError as e:
+                raise RecordError(str(e)) from None
+        if self.o.pid is not None and not os.path.exists(f"/proc/{self.o.pid}"):
+            raise RecordError(f"no process with pid {self.o.pid}")
+        bcc = _import_bcc()
+        try:
+            hdr = headers.resolve()
+        except headers.HeadersMissing as e:
+            raise RecordError(str(e)) from None
+        self.log(f"kernel headers: {hdr.note}")
+        if discover.tracefs() is None:
+            raise RecordError(
+                "tracefs is not available (mount -t tracefs nodev /sys/kernel/tracing)"
+            )
+        return bcc, hdr
+
+    def _resolve(self) -> list[discover.Resolution]:
+        try:
+            cat = catalog_mod.load(self.o.catalog)
+            extra = [catalog_mod.user_probe(s) for s in self.o.uprobes]
+        except (catalog_mod.CatalogError, OSError) as e:
+            raise RecordError(f"probe catalog: {e}") from None
+        names = {p.name for p in cat.probes} | {p.group for p in cat.probes}
+        names |= {p.name for p in extra}
+        unknown = (self.o.enable | self.o.disable) - names
+        if unknown:
+            raise RecordError(
+                f"unknown probe or group: {', '.join(sorted(unknown))} (see iommu-trace probes)"
+            )
+        return discover.resolve(
+            cat, enable=self.o.enable, disable=self.o.disable, extra=extra, command=self.o.command
+        )
+
+    # ------------------------------------------------------------ run
+    def run(self) -> int:
+        bcc, hdr = self._preflight()
+        resolved = self._resolve()
+        root = discover.tracefs()
+        fork = discover.tracepoint_fields("sched:sched_process_fork", root) or {}
+        if "child_pid" not in fork:
+            raise RecordError("sched:sched_process_fork is missing: cannot follow children")
+        follow_all = self.o.follow_all or (not self.o.command and self.o.pid is None)
+        ringbuf = not self.o.perf_buffer and _kernel_version() >= (5, 8)
+        text, atts = codegen.generate(
+            resolved,
+            fork_child_offset=fork["child_pid"].offset,
+            follow_all=follow_all,
+            ringbuf=ringbuf,
+            ringbuf_pages=self.o.buffer_pages,
+        )
+        b = _compile(bcc, text)
+        self._attach_all(b, resolved, atts)
+        attached = [r for r in resolved if r.status == "attach"]
+        self._report_missing(resolved)
+        if not attached:
+            raise RecordError("no probe could be attached on this kernel (see iommu-trace probes)")
+        self.log(
+            f"attached {len(attached)} of {len(resolved)} probes "
+            f"({len([a for a in atts if a.kind in ('uprobe', 'uretprobe')])} uprobes) via "
+            f"{'ring buffer' if ringbuf else 'perf buffer'}"
+        )
+
+        meta = {
+            "tool": f"iommu-trace {__version__}",
+            "command": self.o.command,
+            "follow": "all" if follow_all else ("pid" if self.o.pid else "command"),
+            "pid": self.o.pid,
+            "start_wall": datetime.now(timezone.utc).isoformat(),
+            "start_mono_ns": time.monotonic_ns(),
+            "wall_minus_mono_ns": _boot_wall_offset_ns(),
+            "headers": {"source": hdr.source, "path": hdr.path, "note": hdr.note},
+            "buffer": "ringbuf" if ringbuf else "perf",
+            "addresses": "raw" if self.o.keep_addresses else "pseudonymized-2MiB-regions",
+            "probes": [r.as_meta() for r in resolved],
+            "workload": self.o.workload_meta,
+            **machine_meta(),
+        }
+        writer = TraceWriter(self.o.output, meta)
+        self.log(f"writing {self.o.output}")
+        status = None
+        try:
+            status = self._loop(b, resolved, writer, ringbuf, follow_all)
+        finally:
+            counts = self._sum_table(b, "counts", resolved)
+            drops = self._sum_table(b, "drops", resolved)
+            meta.update(
+                end_mono_ns=time.monotonic_ns(),
+                end_wall=datetime.now(timezone.utc).isoformat(),
+                exit_status=status,
+                stop_signal=self._stop_signal,
+                counts=counts,
+                drops=drops,
+                lost=self._lost,
+            )
+            writer.flush()
+            meta["events_written"] = writer.rows
+            writer.finalize(meta)
+            b.cleanup()
+        total_drops = sum(drops.values()) + self._lost
+        self.log(
+            f"{writer.rows} events written to {self.o.output}"
+            + (
+                f"; {total_drops} DROPPED (counts stay exact; raise --buffer-pages)"
+                if total_drops
+                else ""
+            )
+        )
+        return status if status is not None else 0
+
+    def _report_missing(self, resolved) -> None:
+        """One line per cause, naming the probes it keeps out."""
+        by_cause: dict[str, list[str]] = {}
+        for r in resolved:
+            if r.status in ("absent", "failed"):
+                cause = r.reason.split("; ")[0].split(": ", 1)[-1]
+                by_cause.setdefault(cause, []).append(r.probe.name)
+        for cause, names in by_cause.items():
+            self.log(f"not attached ({cause}): {', '.join(names)}")
+
+    def _attach_all(self, b, resolved, atts) -> None:
+        for att in atts:
+            r = resolved[att.index]
+            if r.status != "attach":
+                continue  # a sibling attachment already failed
+            try:
+                _attach(b, att)
+            except Exception as e:
+                r.status = "failed"
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                r.reason = f"{att.kind} {att.target}: {first}"
+
+    @staticmethod
+    def _sum_table(b, name: str, resolved) -> dict[str, int]:
+        table = b[name]
+        out = {}
+        for i, r in enumerate(resolved):
+            if r.status == "attach":
+                out[r.probe.name] = int(sum(table[ct.c_int(i)]))
+        return out
+
+    def _row_builder(self, resolved, sym: Symbolizer):
+        pseud = None if self.o.keep_addresses else Pseudonyms()
+        plan = []
+        for r in resolved:
+            if r.status != "attach":
+                plan.append(None)
+                continue
+            cols = [(c, NUMERIC_FIELDS.index(c)) for c in r.target.fields if c != "dev"]
+            plan.append(
+                (
+                    r.probe.name,
+                    r.probe.group,
+                    r.probe.op,
+                    cols,
+                    "dev" in r.target.fields,
+                    r.target.ret or r.target.kind == "syscall",
+                )
+            )
+
+        def build(e: Event) -> dict:
+            name, group, op, cols, has_dev, paired = plan[e.probe]
+            row = {
+                "ts_ns": e.ts,
+                "dur_ns": e.dur if paired else None,
+                "cpu": e.cpu,
+                "pid": e.pid,
+                "tid": e.tid,
+                "comm": e.comm.decode(errors="replace"),
+                "probe": name,
+                "group": group,
+                "op": op,
+                "dev": e.dev.decode(errors="replace") if has_dev else None,
+                "kstack": sym.kernel(e.kstack),
+                "ustack": sym.user(e.pid, e.ustack),
+            }
+            for col, slot in cols:
+                v = e.v[slot]
+                if pseud is not None and col in ADDRESS_COLUMNS and v:
+                    v = pseud(col, v)
+                row[col] = _signed(v)
+            return row
+
+        return build
+
+    def _loop(
+        self, b, resolved, writer: TraceWriter, ringbuf: bool, follow_all: bool
+    ) -> int | None:
+        sym = Symbolizer(b, b["stacks"])
+        build = self._row_builder(resolved, sym)
+        self._lost = 0
+
+        exec_probes = {i for i, r in enumerate(resolved) if r.probe.op == "exec"}
+
+        def on_event(_ctx, data, _size):
+            e = ct.cast(data, ct.POINTER(Event)).contents
+            if e.probe in exec_probes:
+                sym.forget(e.pid)  # a new address space: cached symbols are wrong now
+            writer.append(build(e))
+
+        def on_lost(n):
+            self._lost += n
+
+        if ringbuf:
+            b["events"].open_ring_buffer(on_event)
+            poll = b.ring_buffer_poll
+        else:
+            b["events"].open_perf_buffer(on_event, page_cnt=self.o.buffer_pages, lost_cb=on_lost)
+            poll = b.perf_buffer_poll
+
+        old = {
+            s: signal.signal(s, self._on_signal)
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
+        child = None
+        try:
+            if self.o.command:
+                child = launch.spawn(
+                    self.o.command, None if self.o.as_root else launch.invoking_user()
+                )
+                b["followed"][ct.c_uint32(child.pid)] = ct.c_uint8(1)
+                child.release()
+                err = launch.exec_error(child)
+                if err:
+                    os.waitpid(child.pid, 0)
+                    self.log(f"could not start {self.o.command[0]}: {err}")
+                    return 127
+            elif self.o.pid is not None:
+                b["followed"][ct.c_uint32(self.o.pid)] = ct.c_uint8(1)
+            return self._wait(poll, writer, child)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            # Drain what is still buffered: the command's last events matter most.
+            for _ in range(50):
+                before = writer.rows + len(writer._buf["ts_ns"])
+                poll(50)
+                if writer.rows + len(writer._buf["ts_ns"]) == before:
+                    break
+
+    def _on_signal(self, signum, _frame) -> None:
+        self._stop_signal = signum
+
+    def _wait(self, poll, writer: TraceWriter, child) -> int | None:
+        deadline = time.monotonic() + self.o.duration if self.o.duration else None
+        forwarded_at = None
+        while True:
+            poll(100)
+            writer.maybe_flush()
+            if child is not None:
+                pid, status = os.waitpid(child.pid, os.WNOHANG)
+                if pid:
+                    return os.waitstatus_to_exitcode(status)
+            elif self.o.pid is not None and not os.path.exists(f"/proc/{self.o.pid}"):
+                return None
+            if deadline and time.monotonic() >= deadline and self._stop_signal is None:
+                self._stop_signal = signal.SIGINT if child else 0
+                if not child:
+                    return None
+            if self._stop_signal is not None:
+                if child is None:
+                    return None
+                if forwarded_at is None:
+                    forwarded_at = time.monotonic()
+                    sig = self._stop_signal or signal.SIGINT
+                    try:
+                        os.kill(child.pid, sig)
+                    except ProcessLookupError:
+                        pass
+                elif time.monotonic() - forwarded_at > 5:
+                    os.kill(child.pid, signal.SIGKILL)
+                    forwarded_at = time.monotonic() + 1e9  # kill once
+
+
+def exit_code(status: int | None) -> int:
+    """The shell convention: 128+N for a command killed by signal N."""
+    if status is None:
+        return 0
+    return 128 - status if status < 0 else status
+
+
+def main_record(opts: Options, log=lambda s: print(f"iommu-trace: {s}", file=sys.stderr)) -> int:
+    return exit_code(Recorder(opts, log).run())
