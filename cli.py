@@ -203,6 +203,11 @@ def probes(catalog, verbose, fmt, command) -> None:
         click.echo(f"{g:<{w0}}  {n:<{w1}}  {st:<{w2}}  {d}")
 
 
+from .lab.commands import lab  # noqa: E402
+
+cli.add_command(lab)
+
+
 def main() -> None:
     try:
         cli(prog_name="iommu-trace")

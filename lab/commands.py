@@ -1,0 +1,69 @@
+"""`iommu-trace lab`: record a workload in a VM booted with strict, lazy or passthrough IOMMU."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from .modes import MODES
+
+
+@click.command("lab")
+@click.option("--mode", type=click.Choice(list(MODES)), required=True, help="IOMMU DMA mode.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Trace file.")
+@click.option(
+    "--workload", type=click.Choice(["dd", "sweep"]), default="dd", show_default=True,
+    help="dd: direct-I/O reads of the NVMe disk; sweep: the same at 4 KiB..1 MiB blocks.",
+)  # fmt: skip
+@click.option("--bs", default="64k", show_default=True, help="dd block size.")
+@click.option("--count", default=2000, show_default=True, help="dd block count.")
+@click.option("--total", default="64M", show_default=True, help="sweep: bytes per block size.")
+@click.option("--run", "command", metavar="CMD", help="Run this shell command instead.")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds before qemu is stopped.")
+@click.option("--kernel", type=click.Path(dir_okay=False), help="Guest kernel image.")
+@click.option("--busybox", type=click.Path(dir_okay=False), help="Static busybox for virtme.")
+@click.option("--memory", default="2G", show_default=True, help="Guest memory.")
+@click.option("--cpus", default=2, show_default=True, help="Guest CPUs.")
+@click.option("--no-record", is_flag=True, help="Run the workload without the recorder.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the guest kernel console.")
+def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busybox, memory,
+        cpus, no_record, verbose) -> None:  # fmt: skip
+    """Boot a VM (emulated VT-d, NVMe) in one IOMMU mode and record a workload there.
+
+    The trace goes to OUTPUT, the workload's own numbers (bytes, seconds per run)
+    to OUTPUT.workload.json.  Needs root, qemu-system-x86, virtme-ng and a
+    /boot/vmlinuz-* with modules; no KVM (qemu TCG, a boot takes ~20 s).
+    """
+    # imported here: they import iommu_trace.cli, which imports this module
+    from ..cli import UserError
+    from .session import recorder_available, run_lab
+    from .vm import find_tools
+    from .workloads import parse_size
+
+    if os.geteuid() != 0:
+        raise UserError("lab needs root (BPF inside the guest runs as the host user): use sudo")
+    try:
+        parse_size(bs), parse_size(total)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    tools = find_tools(kernel, busybox)
+    record = not no_record and recorder_available()
+    if not record and not no_record:
+        click.echo("lab: no `iommu-trace record` yet: running the workload unrecorded", err=True)
+    if command is not None:
+        kind, kw = "run", {"command": command}
+    elif workload == "sweep":
+        kind, kw = "sweep", {"total": total}
+    else:
+        kind, kw = "dd", {"bs": bs, "count": count}
+    res = run_lab(tools, MODES[mode], output, kind, timeout, record, memory=memory, cpus=cpus,
+                  verbose=verbose, **kw)  # fmt: skip
+    if res.workload:
+        for run in res.workload.get("runs", []):
+            size = f"bs={run['bs']} " if "bs" in run else ""
+            nbytes = f"{run['bytes']} bytes in " if run.get("bytes") is not None else ""
+            click.echo(f"lab: {size}{nbytes}{run['elapsed_s']:.3f} s", err=True)
+    group = res.facts.get("nvme", {}).get("group_type")
+    where = res.trace or "(not recorded)"
+    click.echo(f"lab: {mode} (group type {group}): trace {where}, results {res.sidecar}", err=True)

@@ -1,0 +1,84 @@
+"""Runs inside the lab guest: note what the kernel set up, then run (and record) the workload.
+
+`python -m iommu_trace.lab.guest SPEC.json`; SPEC says
+    {"facts": FILE, "workload": [argv], "record": OUT.iot or null}
+Exits with the status of the recorder (or of the workload when not recording).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+TRACEFS = "/sys/kernel/tracing"
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def nvme_facts() -> dict:
+    """The NVMe controller's PCI address and IOMMU group (the device the workload DMAs with)."""
+    for ctrl in sorted(glob.glob("/sys/class/nvme/nvme*")):
+        dev = os.path.realpath(os.path.join(ctrl, "device"))
+        group = os.path.realpath(os.path.join(dev, "iommu_group"))
+        return {
+            "controller": os.path.basename(ctrl),
+            "pci": os.path.basename(dev),
+            "iommu_group": os.path.basename(group) if os.path.isdir(group) else None,
+            "group_type": _read(os.path.join(group, "type")),
+        }
+    return {}
+
+
+def facts() -> dict:
+    return {
+        "kernel": os.uname().release,
+        "cmdline": _read("/proc/cmdline"),
+        "nvme": nvme_facts(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def ensure_tracefs() -> None:
+    if not os.path.exists(os.path.join(TRACEFS, "events")):
+        subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=False)
+
+
+def recorder_argv(out: str, workload: list[str]) -> list[str]:
+    # same interpreter as ours: the host's venv, seen through the 9p root
+    # --as-root: the workload reads a raw block device, never drop to a sudo user
+    record = ["record", "--all", "--as-root", "-o", out]
+    return [sys.executable, "-m", "iommu_trace.cli", *record, "--", *workload]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    with open(argv[0]) as f:
+        spec = json.load(f)
+    ensure_tracefs()
+    info = facts()
+    with open(spec["facts"], "w") as f:
+        json.dump(info, f, indent=1)
+    nvme = info["nvme"]
+    print(
+        f"guest: {info['kernel']}, nvme {nvme.get('pci')} in iommu group "
+        f"{nvme.get('iommu_group')} type {nvme.get('group_type')}",
+        file=sys.stderr,
+        flush=True,
+    )
+    wl = spec["workload"]
+    cmd = recorder_argv(spec["record"], wl) if spec.get("record") else wl
+    print("guest: $ " + " ".join(cmd), file=sys.stderr, flush=True)
+    return subprocess.run(cmd).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

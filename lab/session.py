@@ -1,0 +1,154 @@
+"""One lab run: boot a mode, record a workload in the guest, bring the trace and results back."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from ..cli import UserError
+from .modes import Mode
+from .vm import GuestResult, Progress, Tools, VMSpec, kernel_release, run_vm, stderr_progress
+from .workloads import RESULT_TAG
+
+DISK_BYTES = 4 << 30  # sparse: costs nothing; reads of holes are zeros, DMAed all the same
+
+
+def guest_python() -> str:
+    # the guest sees the host's root, so our own venv interpreter is valid there too
+    exe = sys.executable or os.path.join(sys.prefix, "bin", "python")
+    return os.path.abspath(exe)
+
+
+def workload_argv(kind: str, result: str, **kw) -> list[str]:
+    """The guest command for a workload: dd (bs, count), sweep (total) or run (command)."""
+    argv = [guest_python(), "-m", "iommu_trace.lab.workloads", "--result", result, kind]
+    if kind == "dd":
+        argv += ["--bs", str(kw["bs"]), "--count", str(kw["count"])]
+    elif kind == "sweep":
+        argv += ["--total", str(kw["total"])]
+    elif kind == "run":
+        argv += [kw["command"]]
+    else:
+        raise ValueError(kind)
+    return argv
+
+
+def recorder_available() -> bool:
+    from ..cli import cli
+
+    return "record" in getattr(cli, "commands", {})
+
+
+@dataclass
+class LabResult:
+    guest: GuestResult
+    facts: dict
+    workload: dict | None
+    trace: str | None  # None while there is no recorder
+    sidecar: str
+
+
+def _load(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _workload_line(res: GuestResult) -> str:
+    """The last line the workload itself wrote, for one-line failure reports."""
+    lines = (res.stderr + res.stdout).splitlines()
+    for ln in reversed(lines):
+        ln = ln.strip()
+        if ln and not ln.startswith(("guest: ", RESULT_TAG)):
+            return ln
+    return ""
+
+
+def run_lab(
+    tools: Tools,
+    mode: Mode,
+    output: str,
+    kind: str,
+    timeout: float,
+    record: bool,
+    progress: Progress | None = stderr_progress,
+    memory: str = "2G",
+    cpus: int = 2,
+    verbose: bool = False,
+    **workload,
+) -> LabResult:
+    output = os.path.abspath(output)
+    outdir = os.path.dirname(output)
+    if not os.path.isdir(outdir):
+        raise UserError(f"output directory {outdir} does not exist")
+    # the only directory the guest may write: shared over 9p, removed afterwards
+    work = tempfile.mkdtemp(prefix=".iommu-lab-", dir=outdir)
+    try:
+        disk = os.path.join(work, "nvme.img")
+        with open(disk, "wb") as f:
+            f.truncate(DISK_BYTES)
+        paths = {k: os.path.join(work, k) for k in ("facts.json", "workload.json", "trace.iot")}
+        spec_path = os.path.join(work, "spec.json")
+        with open(spec_path, "w") as f:
+            json.dump(
+                {
+                    "facts": paths["facts.json"],
+                    "workload": workload_argv(kind, paths["workload.json"], **workload),
+                    "record": paths["trace.iot"] if record else None,
+                },
+                f,
+            )
+        command = shlex.join([guest_python(), "-m", "iommu_trace.lab.guest", spec_path])
+        spec = VMSpec(mode, disk, work, command, cpus=cpus, memory=memory, verbose=verbose)
+        res = run_vm(tools, spec, timeout, progress)
+
+        facts = _load(paths["facts.json"])
+        if facts is None:
+            raise UserError(
+                f"guest ({mode.name}) did not reach the lab script (exit {res.returncode}): "
+                f"{res.last_line() or 'no output; try --verbose'}"
+            )
+        result = _load(paths["workload.json"])
+        sidecar = output + ".workload.json"
+        with open(sidecar, "w") as f:
+            json.dump(
+                {
+                    "mode": mode.name,
+                    "mode_cmdline": mode.cmdline,
+                    "kernel": kernel_release(tools.kernel),
+                    "guest": facts,
+                    "workload": result,
+                    "recorded": record,
+                    "guest_exit_status": res.returncode,
+                    "vm_elapsed_s": round(res.elapsed_s, 3),
+                },
+                f,
+                indent=1,
+            )
+        if res.returncode != 0:
+            ok = result is not None and result.get("exit_status") == 0
+            what = "recorder" if record and ok else "workload"
+            detail = _workload_line(res)
+            raise UserError(
+                f"{what} failed inside the guest ({mode.name}, exit {res.returncode})"
+                + (f": {detail}" if detail else "")
+            )
+        got = (facts.get("nvme") or {}).get("group_type")
+        if got != mode.group_type and progress:
+            progress(f"lab: warning: NVMe iommu group type is {got}, expected {mode.group_type}")
+        trace = None
+        if record:
+            if not os.path.exists(paths["trace.iot"]):
+                raise UserError("the recorder exited 0 but wrote no trace")
+            shutil.move(paths["trace.iot"], output)
+            trace = output
+        return LabResult(res, facts, result, trace, sidecar)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
