@@ -206,6 +206,10 @@ def probes(catalog, verbose, fmt, command) -> None:
 from .lab.commands import lab  # noqa: E402
 
 cli.add_command(lab)
+from .system.commands import doctor, topo  # noqa: E402
+
+cli.add_command(doctor)
+cli.add_command(topo)
 
 
 def main() -> None:

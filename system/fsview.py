@@ -40,6 +40,9 @@ class FsView:
         self.root = root
         self.live = not os.path.exists(os.path.join(root, MANIFEST))
         self.record = record
+        # Live facts that are not files (boot log, netlink, imports) belong to this
+        # machine only: a copied tree under another root has none.
+        self.here = self.live and os.path.realpath(root) == "/"
         self._manifest: dict[str, Any] = {k: {} for k in _SECTIONS}
         self._files: dict[str, bytes] = {}
         if not self.live:
@@ -179,9 +182,14 @@ class FsView:
     # -- non-file data (boot log, netlink) --------------------------------
 
     def data(self, name: str, produce: Callable[[], Any]) -> Any:
-        """Live: call `produce` (and record its JSON-able result). Replay: the saved value."""
+        """Live: call `produce` (and record its JSON-able result). Replay: the saved value.
+
+        None under a root that is neither "/" nor a snapshot: nothing to ask there.
+        """
         if not self.live:
             return self._manifest["data"].get(name)
+        if not self.here:
+            return None
         value = produce()
         if self.record:
             self._manifest["data"][name] = value

@@ -1,0 +1,93 @@
+"""`doctor` on saved real machine states, and on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from iommu_trace.cli import cli
+from iommu_trace.system import doctor
+from iommu_trace.system.fsview import FsView
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sysfs"
+FIRECRACKER = str(FIXTURES / "firecracker")
+
+
+@pytest.fixture(scope="module")
+def fc() -> dict:
+    return doctor.diagnose(FIRECRACKER)
+
+
+def _check(report: dict, name: str) -> dict:
+    return next(c for c in report["checks"] if c["name"] == name)
+
+
+def test_firecracker_bpf_is_usable_but_kprobes_are_not(fc):
+    assert fc["kernel"] == "6.18.44-fc-v669" and fc["root"] is True and fc["virtual"] is True
+    assert fc["ready"] == "partial"  # BPF works; kprobes are compiled out
+    for name in ("privileges", "tracefs", "bcc", "kernel config", "ringbuf", "btf"):
+        assert _check(fc, name)["status"] == "ok", name
+    kp = _check(fc, "kprobes")
+    assert kp["status"] == "fail" and "CONFIG_KPROBES" in kp["summary"]
+    assert _check(fc, "uprobes")["status"] == "ok"
+    dma = _check(fc, "tracepoints dma:*")
+    assert dma["status"] == "ok" and "dma_map_phys" in dma["detail"][0]
+    assert "map" in _check(fc, "tracepoints iommu:*")["detail"][0]
+
+
+def test_firecracker_headers_mismatch_is_reported(fc):
+    h = _check(fc, "kernel headers")
+    assert h["status"] == "warn"
+    assert "/usr/src/linux-headers-6.1.0-56-amd64" in h["summary"]
+    assert any("headers are for 6.1.0-56-amd64 but the kernel is 6.18.44" in d
+               for d in h["detail"])
+    # A custom kernel has no Debian headers package to recommend.
+    assert not any(p["package"].startswith("linux-headers") for p in fc["install"])
+
+
+def test_firecracker_iommu_and_gpu(fc):
+    mode = _check(fc, "mode")
+    assert mode["summary"].startswith("off: no IOMMU")
+    assert any("lazy invalidation" in d for d in mode["detail"])
+    assert fc["groups"] == []
+    assert _check(fc, "gpus")["status"] == "info"
+    assert fc["gpu"] == {"gpus": [], "nvidia": {"version": None, "version_text": None,
+                                                "modules": []}, "rdma": []}
+    # AMD CPU, no IOMMU in this VM: AMD parameters, with the VM caveat.
+    assert fc["boot_params"]["vendor"] == "amd"
+    assert fc["boot_params"]["params"]["amd"]["passthrough"] == "iommu=pt"
+    assert "VM without a virtual IOMMU" in fc["boot_params"]["note"]
+
+
+def test_report_is_json_and_text(fc):
+    json.dumps(fc)
+    text = doctor.render_text(fc)
+    for heading in ("BPF", "Kernel headers", "Probe types", "IOMMU", "GPU", "Choosing a mode",
+                    "Boot parameters", "Check after reboot"):
+        assert f"\n{heading}\n" in text
+    assert "FAIL  kprobes" in text
+
+
+def test_cli_doctor_replay_matches_library(fc):
+    r = CliRunner().invoke(cli, ["doctor", "--root", FIRECRACKER, "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output) == json.loads(json.dumps(fc))
+
+
+def test_doctor_on_this_machine_save_and_replay(tmp_path):
+    view = FsView("/", record=True)
+    live = doctor.diagnose("/", view=view, mount=False)
+    view.save(str(tmp_path))
+    assert doctor.diagnose(str(tmp_path)) == live
+    assert live["root"] == (os.geteuid() == 0)
+
+
+def test_empty_root_degrades_without_errors(tmp_path):
+    rep = doctor.diagnose(str(tmp_path))  # nothing readable: every check says so
+    assert rep["kernel"] is None
+    assert _check(rep, "kernel config")["status"] == "unknown"
+    assert _check(rep, "gpus")["status"] == "unknown"
+    doctor.render_text(rep)
