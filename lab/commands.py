@@ -27,8 +27,9 @@ from .modes import MODES
 @click.option("--cpus", default=2, show_default=True, help="Guest CPUs.")
 @click.option("--no-record", is_flag=True, help="Run the workload without the recorder.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the guest kernel console.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines, only errors.")
 def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busybox, memory,
-        cpus, no_record, verbose) -> None:  # fmt: skip
+        cpus, no_record, verbose, quiet) -> None:  # fmt: skip
     """Boot a VM (emulated VT-d, NVMe) in one IOMMU mode and record a workload there.
 
     The trace goes to OUTPUT, the workload's own numbers (bytes, seconds per run)
@@ -38,7 +39,7 @@ def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busy
     # imported here: they import iommu_trace.cli, which imports this module
     from ..cli import UserError
     from .session import recorder_available, run_lab
-    from .vm import find_tools
+    from .vm import find_tools, stderr_progress
     from .workloads import parse_size
 
     if os.geteuid() != 0:
@@ -49,7 +50,8 @@ def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busy
         raise UserError(str(e)) from None
     tools = find_tools(kernel, busybox)
     record = not no_record and recorder_available()
-    if not record and not no_record:
+    say = None if quiet else stderr_progress
+    if not record and not no_record and say:
         click.echo("lab: no `iommu-trace record` yet: running the workload unrecorded", err=True)
     if command is not None:
         kind, kw = "run", {"command": command}
@@ -57,8 +59,10 @@ def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busy
         kind, kw = "sweep", {"total": total}
     else:
         kind, kw = "dd", {"bs": bs, "count": count}
-    res = run_lab(tools, MODES[mode], output, kind, timeout, record, memory=memory, cpus=cpus,
-                  verbose=verbose, **kw)  # fmt: skip
+    res = run_lab(tools, MODES[mode], output, kind, timeout, record, progress=say,
+                  memory=memory, cpus=cpus, verbose=verbose, **kw)  # fmt: skip
+    if quiet:
+        return
     if res.workload:
         for run in res.workload.get("runs", []):
             size = f"bs={run['bs']} " if "bs" in run else ""
