@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-
-import tomllib
 
 GROUPS = (
     "dma",
@@ -126,20 +126,28 @@ def load(path: str | Path | None = None) -> Catalog:
 
 
 def user_probe(spec: str) -> Probe:
-    """An ad-hoc uprobe from the command line, perf-probe style: LIB:SYMBOL.
+    """An ad-hoc uprobe from the command line, perf-probe style: LIB:SYMBOL[:COL=argN,...].
 
-    Records entry and return (duration, first three arguments, return value)
-    with the user stack.
+    Records entry and return (duration, return value) with the user stack;
+    arguments are stored only where COL=argN names a column for them
+    (e.g. size=arg1), since their meaning is the user's to say.
     """
+    fields = {"ret": "ret"}
+    head, sep, last = spec.rpartition(":")
+    if sep and "=" in last:
+        spec = head
+        for item in last.split(","):
+            col, _, arg = item.partition("=")
+            if col not in NUMERIC_FIELDS or not re.fullmatch(r"arg[1-6]", arg):
+                raise CatalogError(
+                    f"--uprobe field {item!r}: want COLUMN=argN, N 1-6, COLUMN one of "
+                    f"{', '.join(NUMERIC_FIELDS)}"
+                )
+            fields[col] = arg
     lib, sep, sym = spec.rpartition(":")
     if not sep or not lib or not sym:
-        raise CatalogError(f"--uprobe wants LIBRARY:SYMBOL, got {spec!r}")
-    target = Target(
-        kind="uprobe",
-        name=f"{lib}:{sym}",
-        ret=True,
-        fields={"addr": "arg1", "size": "arg2", "count": "arg3", "ret": "ret"},
-    )
+        raise CatalogError(f"--uprobe wants LIBRARY:SYMBOL[:COL=argN,...], got {spec!r}")
+    target = Target(kind="uprobe", name=f"{lib}:{sym}", ret=True, fields=fields)
     return Probe(
         name=sym,
         group="user",

@@ -63,7 +63,8 @@ def _read_journal(path: str) -> Trace:
         try:
             reader = ipc.open_stream(f)
         except (pa.ArrowInvalid, OSError) as e:
-            raise TraceError(f"{path}: trace journal is corrupt ({e})") from None
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise TraceError(f"{path}: trace journal is corrupt ({first})") from None
         meta = _meta(reader.schema.metadata, path)
         while True:
             try:
@@ -105,5 +106,6 @@ def load(path: str) -> Trace:
     except TraceError:
         raise
     except Exception as e:  # pyarrow raises several types for damaged files
-        raise TraceError(f"{path}: corrupt trace file ({type(e).__name__}: {e})") from None
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise TraceError(f"{path}: corrupt trace file ({type(e).__name__}: {first})") from None
     return Trace(path, meta, table, finalized=bool(meta.get("finalized", True)))

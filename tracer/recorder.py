@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .. import __version__
 from ..probes import catalog as catalog_mod
@@ -238,7 +238,7 @@ class Recorder:
             "command": self.o.command,
             "follow": "all" if follow_all else ("pid" if self.o.pid else "command"),
             "pid": self.o.pid,
-            "start_wall": datetime.now(timezone.utc).isoformat(),
+            "start_wall": datetime.now(UTC).isoformat(),
             "start_mono_ns": time.monotonic_ns(),
             "wall_minus_mono_ns": _boot_wall_offset_ns(),
             "headers": {"source": hdr.source, "path": hdr.path, "note": hdr.note},
@@ -258,7 +258,7 @@ class Recorder:
             drops = self._sum_table(b, "drops", resolved)
             meta.update(
                 end_mono_ns=time.monotonic_ns(),
-                end_wall=datetime.now(timezone.utc).isoformat(),
+                end_wall=datetime.now(UTC).isoformat(),
                 exit_status=status,
                 stop_signal=self._stop_signal,
                 counts=counts,
