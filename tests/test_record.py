@@ -15,7 +15,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import cli, one_line_error, requires_bpf
-
 from iommu_trace.tracefile.reader import load
 
 pytestmark = requires_bpf
