@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import ctypes as ct
 import os
 import platform
@@ -129,6 +130,21 @@ def _attach(b, att: codegen.Attachment) -> None:
         b.attach_uretprobe(name=att.path.encode(), sym=att.target.encode(), fn_name=fn)
     else:
         raise ValueError(att.kind)
+
+
+def _detach(b, log: Callable[[str], None]) -> None:
+    """Detach every probe; a BCC failure here must not fail a trace already finalized.
+
+    Seen once on an H100 machine (BCC 0.26, kernel 6.18): detach_uprobe_event got
+    EBADF from PERF_EVENT_IOC_DISABLE and raised, so the recorder exited 1 with a
+    traceback after writing a complete trace. The kernel drops what is left when
+    the process exits; BCC's own atexit cleanup would only raise again.
+    """
+    try:
+        b.cleanup()
+    except Exception as e:
+        atexit.unregister(b.cleanup)
+        log(f"warning: detaching the probes failed ({e}); the trace is complete")
 
 
 def _boot_wall_offset_ns() -> int:
@@ -268,7 +284,7 @@ class Recorder:
             writer.flush()
             meta["events_written"] = writer.rows
             writer.finalize(meta)
-            b.cleanup()
+            _detach(b, self.log)
         total_drops = sum(drops.values()) + self._lost
         self.log(
             f"{writer.rows} events written to {self.o.output}"
