@@ -28,8 +28,11 @@ def with_cupy(args) -> None:
     cp.cuda.Device(0).use()
     dev = cp.empty(max(SIZES), dtype=cp.uint8)  # context and device buffer first
     rt.deviceSynchronize()
+    # CuPy's runtime module has no mallocHost: cudaHostAlloc with flags 0
+    # (cudaHostAllocDefault) is what cudaMallocHost does.
+    malloc_host = getattr(rt, "mallocHost", None) or (lambda n: rt.hostAlloc(n, 0))
     mark("malloc-host")
-    ptrs = [(rt.mallocHost(n), n) for n in SIZES for _ in range(args.repeat)]
+    ptrs = [(malloc_host(n), n) for n in SIZES for _ in range(args.repeat)]
     mark("copies-pinned")
     for p, n in ptrs:
         rt.memcpy(dev.data.ptr, p, n, rt.memcpyHostToDevice)
