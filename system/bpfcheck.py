@@ -92,8 +92,11 @@ def check(view: FsView, mount: bool = True) -> tuple[list[Check], dict[str, Any]
                                 f"failed: {res.get('error')}",
                                 fix="mount -t tracefs nodev /sys/kernel/tracing"))
     elif tracefs is None:
-        checks.append(Check("bpf", "tracefs", "fail" if root else "unknown",
-                            "tracefs not mounted" + ("" if root else " (root would mount it)"),
+        # Root can mount it (the recorder does), so that is a caveat, not a blocker.
+        checks.append(Check("bpf", "tracefs", "warn" if root else "unknown",
+                            "tracefs not mounted; the recorder mounts it (so does doctor, "
+                            "unless --no-mount)" if root else
+                            "tracefs not mounted or not visible (root would mount it)",
                             fix="mount -t tracefs nodev /sys/kernel/tracing"))
     else:
         checks.append(Check("bpf", "tracefs", "ok", f"tracefs mounted at {tracefs}"))
@@ -179,8 +182,8 @@ def check(view: FsView, mount: bool = True) -> tuple[list[Check], dict[str, Any]
         checks.append(Check("probes", "kprobes", "fail", f"no /{tdir}/kprobe_events"))
     else:
         checks.append(Check("probes", "kprobes", "unknown" if kcfg is None else "ok",
-                            "CONFIG_KPROBES=y; tracefs not readable here to confirm"
-                            if kcfg else "tracefs not readable here (needs root)"))
+                            "CONFIG_KPROBES=y; tracefs not visible here to confirm"
+                            if kcfg else "tracefs not visible here (needs root)"))
     ucfg = kconfig.enabled(config, "CONFIG_UPROBE_EVENTS")
     if ucfg is False:
         checks.append(Check("probes", "uprobes", "fail", "kernel built without "
@@ -194,11 +197,13 @@ def check(view: FsView, mount: bool = True) -> tuple[list[Check], dict[str, Any]
             checks.append(Check(
                 "probes", f"tracepoints {system}:*", "ok" if events else "warn",
                 f"{len(events)} {system}:* tracepoints" if events else
-                f"no {system}:* tracepoints in this kernel",
+                f"no {system}:* tracepoints in this kernel"
+                + (" (recent kernels only; kprobes on the DMA API stand in)"
+                   if system == "dma" else ""),
                 detail=[", ".join(events)] if events else []))
     else:
-        checks.append(Check("probes", "tracepoints", "unknown",
-                            "tracefs not readable here (needs root): tracepoints not listed"))
+        why = "tracefs not mounted" if tracefs is None else "tracefs not readable (needs root)"
+        checks.append(Check("probes", "tracepoints", "unknown", f"{why}: tracepoints not listed"))
     unpriv = view.read_attr("proc/sys/kernel/unprivileged_bpf_disabled")
     facts = {"root": root, "tracefs": tracefs, "config": config, "release": release,
              "unprivileged_bpf_disabled": unpriv, "runtime": rt, "headers": hdr}

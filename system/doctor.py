@@ -57,7 +57,8 @@ def _iommu_checks(snap: dict[str, Any], devices: list[PciDevice],
             d = by_addr.get(addr)
             devs.append({"address": addr, "kind": d.kind if d else None,
                          "label": d.label if d else None,
-                         "name": (d.model or d.name) if d else None})
+                         "name": (d.model or d.name) if d else None,
+                         "attached": (d.netdevs + d.rdma + d.block) if d else []})
         groups.append({**g, "meaning": advice.GROUP_TYPE_MEANING.get(g["type"] or "", "unknown "
                                                                      "group type")})
         groups[-1]["devices"] = devs
@@ -82,15 +83,18 @@ def _install(checks: list[Check], tools: dict[str, Any], release: str | None,
     for key, tool in (("dot", "dot"), ("qemu", "qemu-system-x86_64"), ("pyroute2", "pyroute2")):
         if tools and not tools.get(tool):  # {}: not known (a foreign root)
             want.append(key)
-    out = [{"package": advice.PACKAGES[k][0], "why": advice.PACKAGES[k][1]} for k in want]
+    out = [{"package": advice.PACKAGES[k][0], "why": advice.PACKAGES[k][1],
+            "needed": "required" if k == "bcc" else "optional"} for k in want]
     hdr = by.get("kernel headers")
     # Only a distribution kernel has a headers package; a custom one needs its own tree.
     if hdr and hdr.status in ("fail", "warn") and release and release.endswith(
             ("-amd64", "-arm64", "-cloud-amd64", "-rt-amd64")):
         out.append({"package": f"linux-headers-{release}",
-                    "why": "headers of the running kernel, for BCC"})
+                    "why": "headers of the running kernel, for BCC", "needed": "required"})
     elif hdr and hdr.status == "fail":
-        out.append({"package": advice.PACKAGES["headers"][0], "why": advice.PACKAGES["headers"][1]})
+        out.append({"package": advice.PACKAGES["headers"][0], "why": advice.PACKAGES["headers"][1],
+                    "needed": "required"})
+    out.sort(key=lambda p: p["needed"] != "required")
     return out
 
 
@@ -163,6 +167,28 @@ _AREAS = (("bpf", "BPF"), ("headers", "Kernel headers"), ("probes", "Probe types
 _MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "info": "--", "unknown": "??"}
 
 
+# Devices whose groups are listed one by one; the rest are summarised by type.
+_DATA_PATH_KINDS = ("gpu", "accelerator", "nic", "rdma-nic", "nvme", "storage")
+
+
+def _group_lines(groups: list[dict[str, Any]]) -> list[str]:
+    out, rest = [], {}
+    for g in groups:
+        if not any(d["kind"] in _DATA_PATH_KINDS for d in g["devices"]):
+            rest[g["type"]] = rest.get(g["type"], 0) + 1
+            continue
+        devs = ", ".join(
+            " ".join([d["address"], d["label"] or d["kind"] or "?", *d["attached"]])
+            for d in g["devices"])
+        out.append(f"  group {g['group']:<4} {g['type'] or '?':<9} {devs}")
+    if rest:
+        out.append("  other groups (bridges, chipset, virtio): "
+                   + ", ".join(f"{n} {t or '?'}" for t, n in sorted(rest.items(), key=str)))
+    for t in sorted({g["type"] for g in groups if g["type"]}):
+        out.append(f"        {t}: {advice.GROUP_TYPE_MEANING.get(t, '?')}")
+    return out
+
+
 def render_text(report: dict[str, Any]) -> str:
     out = [f"iommu-trace doctor: kernel {report['kernel']}, "
            + {True: "root", False: "not root (read-only checks)",
@@ -181,17 +207,15 @@ def render_text(report: dict[str, Any]) -> str:
             if c["fix"]:
                 out.append(f"        fix: {c['fix']}")
         if area == "iommu":
-            for g in report["groups"]:
-                devs = ", ".join(f"{d['address']}" + (f" {d['label'] or d['kind']}"
-                                                      if d["kind"] else "")
-                                 for d in g["devices"])
-                out.append(f"  group {g['group']:<4} {g['type'] or '?':<9} {devs}")
-            for t in sorted({g["type"] for g in report["groups"] if g["type"]}):
-                out.append(f"        {t}: {advice.GROUP_TYPE_MEANING.get(t, '?')}")
+            out += _group_lines(report["groups"])
     if report["install"]:
         out += ["", "Install (Debian)"]
-        out.append("  apt install " + " ".join(p["package"] for p in report["install"]))
-        out += [f"    {p['package']}: {p['why']}" for p in report["install"]]
+        for needed in ("required", "optional"):
+            pkgs = [p for p in report["install"] if p["needed"] == needed]
+            if pkgs:
+                out.append(f"  {needed + ':':<10} apt install "
+                           + " ".join(p["package"] for p in pkgs))
+                out += [f"    {p['package']}: {p['why']}" for p in pkgs]
     rec = report["recommendations"]
     out += ["", "Choosing a mode"]
     out += [f"  {t}" for t in rec["trade_off"]]

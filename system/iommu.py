@@ -30,7 +30,9 @@ GROUP_TYPE_MODE = {"identity": "passthrough", "DMA-FQ": "lazy", "DMA": "strict"}
 # Boot-log lines about the IOMMU; the command-line echo is excluded (it is in "cmdline").
 _BOOTLOG_IOMMU = re.compile(
     r"iommu|DMAR|AMD-Vi|smmu|PCI-DMA|swiotlb|Directed I/O|\bIOVA\b|DMA domain", re.IGNORECASE)
-_BOOTLOG_SKIP = re.compile(r"Command line:|Kernel command line:")
+# Per-device "Adding to iommu group" lines repeat what "groups" says, hundreds on big hosts.
+_BOOTLOG_SKIP = re.compile(r"Command line:|Kernel command line:|Adding to iommu group")
+BOOTLOG_MAX_LINES = 200  # the snapshot rides in every trace's metadata: keep it small
 
 SNAPSHOT_FORMAT = 1
 
@@ -124,7 +126,10 @@ def _kernel_default(lines: list[str], config: dict[str, str]) -> dict[str, str |
 def _boot_log_lines(view: FsView, notes: list[str]) -> list[str]:
     def produce() -> dict[str, Any]:
         lines, why = bootlog.read_boot_log()
-        return {"lines": bootlog.grep(lines, _BOOTLOG_IOMMU, _BOOTLOG_SKIP), "note": why}
+        found = bootlog.grep(lines, _BOOTLOG_IOMMU, _BOOTLOG_SKIP)
+        if len(found) > BOOTLOG_MAX_LINES:
+            why = f"{len(found) - BOOTLOG_MAX_LINES} more IOMMU boot-log lines left out"
+        return {"lines": found[:BOOTLOG_MAX_LINES], "note": why}
 
     saved = view.data("bootlog_iommu", produce)
     if saved is None:
@@ -132,7 +137,8 @@ def _boot_log_lines(view: FsView, notes: list[str]) -> list[str]:
         return []
     if saved.get("note"):
         notes.append(saved["note"])
-    return list(saved.get("lines", []))
+    # Filter again: snapshots saved by older versions kept lines filtered out now.
+    return bootlog.grep(list(saved.get("lines", [])), _BOOTLOG_IOMMU, _BOOTLOG_SKIP)
 
 
 def snapshot(root: str = "/", view: FsView | None = None) -> dict[str, Any]:

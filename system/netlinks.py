@@ -93,4 +93,6 @@ def read_links(view: FsView) -> tuple[list[dict[str, Any]], list[str]]:
         })
     if not view.exists("sys/class/infiniband"):
         notes.append("no /sys/class/infiniband: no RDMA devices (or rdma drivers not loaded)")
+    elif not view.listdir("sys/class/infiniband"):
+        notes.append("/sys/class/infiniband is empty: no RDMA devices")
     return out, notes

@@ -18,7 +18,8 @@ VENDORS = {
     "0x15b3": "Mellanox", "0x1af4": "virtio", "0x1b36": "QEMU", "0x144d": "Samsung",
     "0x14e4": "Broadcom", "0x1d0f": "Amazon", "0x1000": "Broadcom/LSI", "0x10ec": "Realtek",
     "0x1dd8": "AMD Pensando", "0x1bb1": "Seagate", "0x1c5c": "SK hynix", "0x15ad": "VMware",
-    "0x1414": "Microsoft", "0x1ae0": "Google", "0x8888": "Firecracker",
+    "0x1414": "Microsoft", "0x1ae0": "Google", "0x104c": "Texas Instruments",
+    "0x10b5": "Broadcom/PLX", "0x1344": "Micron",
 }
 # Modern virtio PCI ids are 0x1040 + the virtio device type.
 VIRTIO_TYPES = {
@@ -26,6 +27,11 @@ VIRTIO_TYPES = {
     5: "virtio-balloon", 8: "virtio-scsi", 9: "virtio-9p", 16: "virtio-gpu",
     18: "virtio-input", 19: "virtio-vsock", 20: "virtio-crypto", 23: "virtio-iommu",
     24: "virtio-mem", 26: "virtio-fs", 27: "virtio-pmem",
+}
+# Transitional (legacy-capable) virtio PCI ids.
+VIRTIO_TRANSITIONAL = {
+    0x1000: "virtio-net", 0x1001: "virtio-blk", 0x1002: "virtio-balloon",
+    0x1003: "virtio-console", 0x1004: "virtio-scsi", 0x1005: "virtio-rng", 0x1009: "virtio-9p",
 }
 # PCIe capability "device/port type" (PCIe base spec, Express Capabilities register).
 PORT_TYPES = {
@@ -49,6 +55,7 @@ class Link:
 
     @property
     def downgraded(self) -> bool:
+        """Below this end's own capability (topology.link_state judges both ends)."""
         return bool(
             (self.cur_speed and self.max_speed and self.cur_speed < self.max_speed)
             or (self.cur_width and self.max_width and self.cur_width < self.max_width))
@@ -93,7 +100,7 @@ class PciDevice:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if self.link:
-            d["link"]["downgraded"] = self.link.downgraded
+            d["link"]["below_own_max"] = self.link.downgraded
             d["link"]["gbps"] = self.link.gbps()
             d["link"]["max_gbps"] = self.link.gbps("max")
         return d
@@ -105,8 +112,12 @@ def _speed(text: str | None) -> float | None:
     return float(m.group(1)) if m else None
 
 
+PCIE_WIDTHS = (1, 2, 4, 8, 12, 16, 32)
+
+
 def _width(text: str | None) -> int | None:
-    return int(text) if text and text.isdigit() and int(text) > 0 else None
+    """Lane count; 0, 255 (integrated endpoints, emulated devices) and other junk -> None."""
+    return int(text) if text and text.isdigit() and int(text) in PCIE_WIDTHS else None
 
 
 def _port_type(config: bytes | None) -> str | None:
@@ -150,6 +161,8 @@ def _name(vendor: str | None, device: str | None, kind: str) -> str:
         dev = int(device, 16)
         if dev >= 0x1040 and dev - 0x1040 in VIRTIO_TYPES:
             return VIRTIO_TYPES[dev - 0x1040]
+        if dev in VIRTIO_TRANSITIONAL:
+            return VIRTIO_TRANSITIONAL[dev]
     return f"{vname} {kind} {device or '?'}"
 
 
@@ -200,9 +213,9 @@ def read_devices(view: FsView) -> list[PciDevice]:
         numa = view.read_attr(f"{base}/numa_node")
         speeds = [view.read_attr(f"{base}/{a}") for a in (
             "current_link_speed", "max_link_speed", "current_link_width", "max_link_width")]
-        link = None
-        if any(s is not None for s in speeds):
-            link = Link(_speed(speeds[0]), _speed(speeds[1]), _width(speeds[2]), _width(speeds[3]))
+        link = Link(_speed(speeds[0]), _speed(speeds[1]), _width(speeds[2]), _width(speeds[3]))
+        if not any((link.cur_speed, link.max_speed, link.cur_width, link.max_width)):
+            link = None  # absent, or "Unknown"/0: root-complex integrated or emulated PCI
         devices.append(PciDevice(
             address=addr, vendor=vendor, device=device, class_code=class_code, kind=kind,
             name=_name(vendor, device, kind),

@@ -43,8 +43,12 @@ class Topology:
                      if d.host_bridge == host_bridge and d.numa_node is not None), None)
 
     def as_dict(self) -> dict[str, Any]:
+        devices = []
+        for d in self.devices:
+            st = link_state(self, d)
+            devices.append({**d.as_dict(), "link_downgraded": bool(st and st["downgraded"])})
         return {
-            "devices": [d.as_dict() for d in self.devices],
+            "devices": devices,
             "links": self.links,
             "iommu": {k: self.iommu[k] for k in ("present", "vendor", "mode", "groups")},
             "notes": self.notes,
@@ -93,15 +97,15 @@ def build_graph(topo: Topology) -> nx.Graph:
         g.add_edge(h, _mem(topo.host_numa(h)), kind="host", label="", up=_mem(topo.host_numa(h)))
     for d in topo.devices:
         g.add_node(d.address, kind=d.kind, label=_label(d), device=d)
-    by_addr = {d.address: d for d in topo.devices}
     for d in topo.devices:
         up = d.parent if d.parent in g else d.host_bridge
         if d.kind in INTERNAL_PORTS:
             g.add_edge(d.address, up, kind="internal", link=None, label="", up=up)
             continue
-        link = _link_of(d, by_addr)
-        g.add_edge(d.address, up, kind="pcie", link=link, label=link.describe() if link else "",
-                   up=up)
+        st = link_state(topo, d)
+        g.add_edge(d.address, up, kind="pcie", link=st["link"] if st else None,
+                   downgraded=bool(st and st["downgraded"]),
+                   label=st["describe"] if st else "", up=up)
     for ln in topo.links:
         if ln.get("pci") in g:
             g.add_node(f"net:{ln['name']}", kind="netdev", label=_net_label(ln))
@@ -226,15 +230,20 @@ def path(topo: Topology, src: str, dst: str) -> dict[str, Any]:
         p2p_hops = [d.address for d in up] + mid + [d.address for d in reversed(down)]
     p2p = {"hops": _dedupe(p2p_hops), "class": cls,
            **_bound(_crossed(topo, up) + _crossed(topo, down))}
+    # A NIC cannot move more than its network link carries, whatever its PCIe link.
+    wire = [(n, ln["speed_mbps"] / 8000) for n in (src, dst) for ln in topo.links
+            if ln["name"] == n and ln.get("speed_mbps")]
+    for p in (staged, p2p):
+        p["network_gbps"] = min((g for _, g in wire), default=None)
 
     notes = []
     snap = topo.iommu
     translated = [g for g in snap.get("groups", [])
                   if g["type"] in ("DMA", "DMA-FQ") and {a.address, b.address} & set(g["devices"])]
     if translated and cls in ("PIX", "PXB"):
-        notes.append("the IOMMU translates these devices' DMA: with ACS redirect on (the "
-                     "default when an IOMMU is on), peer writes go up to the root complex "
-                     "for translation, so P2P behaves like PHB unless ATS is enabled")
+        notes.append("the IOMMU translates these devices' DMA: where the switch ports have "
+                     "ACS, Linux turns on P2P request redirect, so peer writes go up to the root "
+                     "complex for translation and P2P behaves like PHB (unless ATS is used)")
     if a.iommu_group is not None and a.iommu_group == b.iommu_group:
         notes.append(f"both are in IOMMU group {a.iommu_group}: no isolation between them "
                      "(no ACS between them)")
@@ -256,5 +265,39 @@ def _dedupe(hops: list[str]) -> list[str]:
     return out
 
 
-def downgraded_links(topo: Topology) -> list[tuple[PciDevice, Link]]:
-    return [(d, d.link) for d in topo.devices if d.link and d.link.downgraded]
+def link_state(topo: Topology, d: PciDevice) -> dict[str, Any] | None:
+    """The physical link above `d` judged from both ends.
+
+    A link trains to the lower of the two ends' capabilities, so a root port
+    capable of x16 above an x1 device is not a downgrade; a link is downgraded
+    only when it runs below what both ends support (bad slot or riser, BIOS
+    setting, or a GPU idling in a low-power link state).
+    """
+    if d.kind in INTERNAL_PORTS:
+        return None
+    by_addr = {x.address: x for x in topo.devices}
+    link = _link_of(d, by_addr)
+    if link is None or not (link.cur_speed or link.cur_width):
+        return None
+    parent = by_addr.get(d.parent or "")
+    ends = [x for x in (d.link, parent.link if parent and parent.kind in INTERNAL_PORTS else None)
+            if x is not None]
+    max_speed = min((e.max_speed for e in ends if e.max_speed), default=None)
+    max_width = min((e.max_width for e in ends if e.max_width), default=None)
+    expected = Link(max_speed, max_speed, max_width, max_width)
+    downgraded = bool((link.cur_speed and max_speed and link.cur_speed < max_speed)
+                      or (link.cur_width and max_width and link.cur_width < max_width))
+    return {"link": link, "expected": expected, "downgraded": downgraded,
+            "describe": link.describe() if not downgraded else
+            f"x{link.cur_width or '?'} @ {link.cur_speed or '?'} GT/s (both ends capable of "
+            f"x{max_width or '?'} @ {max_speed or '?'} GT/s)"}
+
+
+def downgraded_links(topo: Topology) -> list[tuple[PciDevice, str]]:
+    """(device below the link, description) for each link running below both ends' capability."""
+    out = []
+    for d in topo.devices:
+        st = link_state(topo, d)
+        if st and st["downgraded"]:
+            out.append((d, st["describe"]))
+    return out

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
-
-import graphviz
+from typing import TYPE_CHECKING, Any
 
 from .pci import PciDevice
-from .topology import Topology, build_graph, downgraded_links
+from .topology import Topology, build_graph, downgraded_links, link_state
+
+if TYPE_CHECKING:
+    import graphviz
 
 DRAW_FORMATS = ("svg", "png", "pdf", "dot", "gv")
 _COLOURS = {
@@ -28,7 +29,7 @@ def text(topo: Topology) -> str:
         children.setdefault(d.parent, []).append(d)
 
     def walk(d: PciDevice, prefix: str, last: bool) -> None:
-        out.append(f"{prefix}{'└─ ' if last else '├─ '}{_line(d)}")
+        out.append(f"{prefix}{'└─ ' if last else '├─ '}{_line(topo, d)}")
         kids = children.get(d.address, [])
         for i, k in enumerate(kids):
             walk(k, prefix + ("   " if last else "│  "), i == len(kids) - 1)
@@ -52,9 +53,11 @@ def text(topo: Topology) -> str:
     bad = downgraded_links(topo)
     if bad:
         out.append("")
-        out.append("downgraded links (GPUs drop link speed when idle: check again under load):")
-        for d, link in bad:
-            out.append(f"  {d.address} {d.label or d.kind}: {link.describe()}")
+        idle = " (GPUs drop link speed when idle: check again under load)" \
+            if any(d.kind == "gpu" for d, _ in bad) else ""
+        out.append(f"downgraded links{idle}:")
+        for d, text_ in bad:
+            out.append(f"  above {d.address} {d.label or d.kind}: {text_}")
     snap = topo.iommu
     out.append("")
     out.append(f"IOMMU: {snap['mode']}" + (f" ({snap['vendor']})" if snap["vendor"] else "")
@@ -65,7 +68,7 @@ def text(topo: Topology) -> str:
     return "\n".join(out) + "\n"
 
 
-def _line(d: PciDevice) -> str:
+def _line(topo: Topology, d: PciDevice) -> str:
     bits = [d.address, d.label or d.kind, d.model or d.name]
     if d.driver:
         bits.append(f"[{d.driver}]")
@@ -74,8 +77,9 @@ def _line(d: PciDevice) -> str:
         bits.append(" ".join(attached))
     if d.iommu_group is not None:
         bits.append(f"group {d.iommu_group}")
-    if d.link:
-        bits.append(("DOWNGRADED " if d.link.downgraded else "") + d.link.describe())
+    st = link_state(topo, d)
+    if st:  # shown on the device below each link; ports' own status repeats it
+        bits.append(("DOWNGRADED " if st["downgraded"] else "") + st["describe"])
     return "  ".join(bits)
 
 
@@ -97,15 +101,23 @@ def path_text(report: dict[str, Any]) -> str:
         out.append(f"  {crossings}")
         if p["gbps"]:
             cap = f" (links capable of {p['max_gbps']} GB/s)" if p["max_gbps"] != p["gbps"] else ""
-            out.append(f"  bound: {p['gbps']} GB/s per direction at {p['bottleneck']}{cap}")
+            at_most = "at most " if p["unknown_links"] else ""
+            out.append(f"  PCIe bound: {at_most}{p['gbps']} GB/s per direction at "
+                       f"{p['bottleneck']}{cap}")
+            if p["unknown_links"]:
+                out.append(f"  ({p['unknown_links']} link(s) of unknown speed on the way)")
         else:
-            out.append("  bound: unknown (link speeds not visible)")
+            out.append("  PCIe bound: unknown (link speeds not visible)")
+        if p.get("network_gbps"):
+            out.append(f"  network bound: {p['network_gbps']:g} GB/s (the NIC's link speed)")
         out.append("")
     out.extend(f"note: {n}" for n in report["notes"])
     return "\n".join(out).rstrip() + "\n"
 
 
 def graph(topo: Topology) -> graphviz.Graph:
+    import graphviz  # only drawing needs it: text output works on bare machines
+
     g = build_graph(topo)
     dot = graphviz.Graph("topology", graph_attr={"rankdir": "TB", "fontname": "Helvetica"},
                          node_attr={"fontname": "Helvetica", "fontsize": "10",
@@ -120,9 +132,8 @@ def graph(topo: Topology) -> graphviz.Graph:
         # Draw parents above children: edges go from the end nearer memory.
         top = data.get("up", u)
         bottom = v if top == u else u
-        link = data.get("link")
         attrs = {"label": data.get("label", "")} if data.get("label") else {}
-        if link is not None and link.downgraded:
+        if data.get("downgraded"):
             attrs.update(color="red", fontcolor="red")
         if data.get("kind") == "internal":
             attrs["style"] = "dashed"

@@ -91,3 +91,39 @@ def test_empty_root_degrades_without_errors(tmp_path):
     assert _check(rep, "kernel config")["status"] == "unknown"
     assert _check(rep, "gpus")["status"] == "unknown"
     doctor.render_text(rep)
+
+
+def test_h100_gpu_driver_and_missing_bcc():
+    rep = doctor.diagnose(str(FIXTURES / "h100-firecracker"))
+    gpus = _check(rep, "gpus")
+    assert gpus["status"] == "ok"
+    assert gpus["detail"] == ["gpu0: 0000:00:06.0 NVIDIA H100 80GB HBM3, driver nvidia, "
+                              "link x16 @ 32.0 GT/s"]
+    assert rep["gpu"]["nvidia"]["version"] == "580.159.04"
+    assert rep["gpu"]["nvidia"]["modules"] == ["nvidia", "nvidia_uvm"]
+    assert _check(rep, "bcc")["status"] == "fail"
+    assert _check(rep, "tracefs")["status"] == "warn"  # root: the recorder mounts it
+    assert rep["ready"] == "no"
+    required = [p["package"] for p in rep["install"] if p["needed"] == "required"]
+    assert required == ["python3-bpfcc", "linux-headers-amd64"]
+    assert rep["boot_params"]["vendor"] == "intel"
+
+
+@pytest.mark.parametrize("fixture,mode,group_type", [
+    ("lab-strict", "strict", "DMA"), ("lab-lazy", "lazy", "DMA-FQ"),
+    ("lab-passthrough", "passthrough", "identity"),
+])
+def test_lab_modes(fixture, mode, group_type):
+    if not (FIXTURES / fixture).is_dir():
+        pytest.skip(f"{fixture} not saved yet")
+    rep = doctor.diagnose(str(FIXTURES / fixture))
+    assert rep["iommu"]["mode"] == mode and rep["iommu"]["vendor"] == "intel"
+    assert {g["type"] for g in rep["groups"]} == {group_type}
+    assert _check(rep, "mode")["summary"].startswith(f"{mode} (intel): ")
+    assert _check(rep, "kprobes")["status"] == "ok"  # the Debian kernel has kprobes
+    assert rep["ready"] == "yes"
+    nvme = next(g for g in rep["groups"] if any(d["attached"] == ["nvme1n1"]
+                                                for d in g["devices"]))
+    assert [d["kind"] for d in nvme["devices"]] == ["switch-downstream", "nvme"]
+    text = doctor.render_text(rep)
+    assert f"{group_type}: " in text and "other groups (bridges, chipset, virtio)" in text

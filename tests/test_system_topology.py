@@ -135,3 +135,86 @@ def test_save_then_replay_this_machine(tmp_path):
     r = CliRunner().invoke(cli, ["topo", "--save", str(tmp_path), "--format", "json"])
     assert r.exit_code == 0, r.output
     assert topology.collect(str(tmp_path)).as_dict() == live.as_dict()
+
+
+# -- the lab guest: q35, emulated VT-d, a PCIe switch with NVMe and e1000e below it
+
+LAB_STRICT = str(FIXTURES / "lab-strict")
+
+
+@pytest.fixture(scope="module")
+def lab() -> topology.Topology:
+    return topology.collect(LAB_STRICT)
+
+
+def test_lab_switch_tree(lab):
+    kind = {d.address: d.kind for d in lab.devices}
+    assert kind["0000:00:0b.0"] == "root-port"
+    assert kind["0000:01:00.0"] == "switch-upstream"
+    assert kind["0000:02:00.0"] == kind["0000:02:01.0"] == "switch-downstream"
+    assert (kind["0000:03:00.0"], kind["0000:04:00.0"], kind["0000:05:00.0"]) == (
+        "nvme", "nic", "nic")
+    nvme = lab.device("0000:03:00.0")
+    assert nvme.parent == "0000:02:00.0" and nvme.block == ["nvme1n1"]
+    assert nvme.iommu_group == "15" and lab.device("0000:02:00.0").iommu_group == "15"
+    assert lab.device("0000:04:00.0").netdevs == ["enp4s0"]
+    assert lab.device("0000:05:00.0").name == "virtio-net"
+    # An integrated endpoint reports "Unknown"/0 for its link: no link at all.
+    assert lab.device("0000:00:0a.0").link is None
+
+
+def test_lab_links_judged_from_both_ends(lab):
+    # The root port can do x16 @ 16 GT/s, the switch below it only x1 @ 2.5:
+    # trained at x1 @ 2.5, which is no downgrade.
+    rp = lab.device("0000:00:0b.0").link
+    assert (rp.cur_width, rp.cur_speed, rp.max_width, rp.max_speed) == (1, 2.5, 16, 16.0)
+    assert rp.downgraded  # below its own capability...
+    assert topology.downgraded_links(lab) == []  # ...but not below the pair's
+    st = topology.link_state(lab, lab.device("0000:01:00.0"))
+    assert st["downgraded"] is False and st["describe"] == "x1 @ 2.5 GT/s"
+    assert topology.link_state(lab, lab.device("0000:00:0b.0")) is None  # port: internal
+
+
+def test_lab_peer_to_peer_under_one_switch_is_pix(lab):
+    rep = topology.path(lab, "enp4s0", "nvme1n1")
+    p2p, staged = rep["peer_to_peer"], rep["host_staged"]
+    assert p2p["class"] == "PIX"
+    assert p2p["hops"] == ["0000:04:00.0", "0000:02:01.0", "0000:01:00.0", "0000:02:00.0",
+                           "0000:03:00.0"]
+    assert p2p["pcie_links"] == 2  # NIC-DSP and DSP-NVMe; inside the switch is not a link
+    assert staged["pcie_links"] == 4  # plus the switch's uplink, twice
+    assert p2p["gbps"] == staged["gbps"] == 0.25  # x1 @ 2.5 GT/s, 8b/10b
+    assert p2p["unknown_links"] == 0
+    assert any("ACS" in n for n in rep["notes"])  # strict mode translates peer DMA
+
+
+def test_lab_peer_to_peer_across_root_ports_is_phb(lab):
+    rep = topology.path(lab, "enp5s0", "nvme1n1")
+    assert rep["peer_to_peer"]["class"] == "PHB"
+    assert rep["peer_to_peer"]["hops"][:3] == ["0000:05:00.0", "0000:00:0c.0", "pci0000:00"]
+    assert rep["peer_to_peer"]["pcie_links"] == 3
+
+
+def test_lab_drawing_marks_groups_and_links(lab, tmp_path):
+    src = Path(render.draw(lab, str(tmp_path / "lab.dot"))).read_text()
+    assert "IOMMU group 15" in src and "x1 @ 2.5 GT/s" in src
+    assert "color=red" not in src  # no downgraded link
+
+
+# -- an H100 in a Firecracker VM: one GPU on a flat bus, no IOMMU, no netlink module
+
+H100 = str(FIXTURES / "h100-firecracker")
+
+
+def test_h100_gpu_and_its_link():
+    t = topology.collect(H100)
+    gpu = t.device("0000:00:06.0")
+    assert (gpu.kind, gpu.label, gpu.driver, gpu.model) == (
+        "gpu", "gpu0", "nvidia", "NVIDIA H100 80GB HBM3")
+    assert gpu.link.describe() == "x16 @ 32.0 GT/s" and gpu.link.gbps() == 63.01
+    assert any("pyroute2 not importable" in n for n in t.notes)  # sysfs fallback
+    assert {ln["name"] for ln in t.links} == {"eth0", "ifb0", "ifb1", "lo"}
+    rep = topology.path(t, "eth0", "gpu0")
+    assert rep["peer_to_peer"]["class"] == "PHB"
+    assert rep["host_staged"]["gbps"] == 63.01 and rep["host_staged"]["unknown_links"] == 1
+    assert "at most 63.01 GB/s" in render.path_text(rep)
