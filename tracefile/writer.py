@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -19,48 +18,26 @@ def _encode(meta: dict) -> dict[bytes, bytes]:
 
 
 class TraceWriter:
-    """Append rows; every flush makes them durable in the journal at `path`."""
+    """Batches go to the journal at `path` and are durable once written."""
 
-    def __init__(self, path: str, meta: dict, flush_rows: int = 4096, flush_s: float = 0.5):
+    def __init__(self, path: str, meta: dict):
         self.path = path
         self.rows = 0
-        self._flush_rows = flush_rows
-        self._flush_s = flush_s
-        self._last = time.monotonic()
-        self._buf: dict[str, list] = {n: [] for n in SCHEMA.names}
         self._schema = SCHEMA.with_metadata(_encode({**meta, "finalized": False}))
         self._file = open(path, "wb")  # noqa: SIM115 - lives as long as the writer
         self._stream = ipc.new_stream(self._file, self._schema)
         self._file.flush()
 
-    def append(self, row: dict) -> None:
-        for name, col in self._buf.items():
-            col.append(row.get(name))
-        if len(self._buf["ts_ns"]) >= self._flush_rows:
-            self.flush()
-
-    def maybe_flush(self) -> None:
-        if self._buf["ts_ns"] and time.monotonic() - self._last >= self._flush_s:
-            self.flush()
-
-    def flush(self) -> None:
-        self._last = time.monotonic()
-        n = len(self._buf["ts_ns"])
-        if not n:
+    def write(self, batch: pa.RecordBatch | None) -> None:
+        if batch is None or not batch.num_rows:
             return
-        batch = pa.record_batch(
-            [pa.array(self._buf[f.name], f.type) for f in SCHEMA], schema=SCHEMA
-        )
         self._stream.write_batch(batch)
         self._file.flush()
         os.fsync(self._file.fileno())
-        self.rows += n
-        for col in self._buf.values():
-            col.clear()
+        self.rows += batch.num_rows
 
     def finalize(self, meta: dict) -> None:
         """Rewrite the journal as Parquet (sorted by time) with the final metadata."""
-        self.flush()
         self._stream.close()
         self._file.close()
         with pa.OSFile(self.path, "rb") as f:

@@ -9,16 +9,27 @@ sizes are untouched; absolute values are gone.
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..tracefile.schema import ADDRESS_COLUMNS
+
 REGION_SHIFT = 21
-PAGE_MASK = ~0xFFF
 
 
-class Pseudonyms:
+class Pseudonymizer:
+    """Region -> number in order of first appearance (per column, per trace); page kept."""
+
     def __init__(self) -> None:
-        self._regions: dict[str, dict[int, int]] = {}
+        self._ids: dict[str, dict[int, int]] = {c: {} for c in ADDRESS_COLUMNS}
 
-    def __call__(self, column: str, addr: int) -> int:
-        regions = self._regions.setdefault(column, {})
-        region = addr >> REGION_SHIFT
-        rid = regions.setdefault(region, len(regions) + 1)
-        return (rid << REGION_SHIFT) | (addr & ((1 << REGION_SHIFT) - 1) & PAGE_MASK)
+    def __call__(self, column: str, v: np.ndarray) -> np.ndarray:
+        ids = self._ids[column]
+        region = v >> np.uint64(REGION_SHIFT)
+        uniq, first, inverse = np.unique(region, return_index=True, return_inverse=True)
+        for r in uniq[np.argsort(first)].tolist():
+            if r not in ids:
+                ids[r] = len(ids) + 1
+        mapped = np.array([ids[r] for r in uniq.tolist()], dtype=np.uint64)[inverse]
+        page = v & np.uint64(((1 << REGION_SHIFT) - 1) & ~0xFFF)
+        out = (mapped << np.uint64(REGION_SHIFT)) | page
+        return np.where(v == 0, np.uint64(0), out)

@@ -18,12 +18,14 @@ from datetime import UTC, datetime
 from .. import __version__
 from ..probes import catalog as catalog_mod
 from ..probes import discover
-from ..probes.catalog import NUMERIC_FIELDS
-from ..tracefile.schema import ADDRESS_COLUMNS
 from ..tracefile.writer import TraceWriter
 from . import codegen, headers, launch
-from .addresses import Pseudonyms
+from .decode import EventBatcher
 from .symbols import Symbolizer
+
+# A killed recorder loses at most this much: events are journaled this often.
+FLUSH_S = 0.5
+FLUSH_EVENTS = 16384
 
 
 class RecordError(RuntimeError):
@@ -46,26 +48,6 @@ class Options:
     buffer_pages: int = 1024
     perf_buffer: bool = False
     workload_meta: dict = field(default_factory=dict)
-
-
-class Event(ct.Structure):
-    _fields_ = [
-        ("ts", ct.c_uint64),
-        ("dur", ct.c_uint64),
-        ("v", ct.c_uint64 * len(NUMERIC_FIELDS)),
-        ("pid", ct.c_uint32),
-        ("tid", ct.c_uint32),
-        ("probe", ct.c_uint32),
-        ("kstack", ct.c_int32),
-        ("ustack", ct.c_int32),
-        ("cpu", ct.c_uint32),
-        ("comm", ct.c_char * 16),
-        ("dev", ct.c_char * 32),
-    ]
-
-
-def _signed(v: int) -> int:
-    return v - (1 << 64) if v >= 1 << 63 else v
 
 
 def _kernel_version() -> tuple[int, int]:
@@ -281,7 +263,6 @@ class Recorder:
                 drops=drops,
                 lost=self._lost,
             )
-            writer.flush()
             meta["events_written"] = writer.rows
             writer.finalize(meta)
             _detach(b, self.log)
@@ -327,64 +308,18 @@ class Recorder:
                 out[r.probe.name] = int(sum(table[ct.c_int(i)]))
         return out
 
-    def _row_builder(self, resolved, sym: Symbolizer):
-        pseud = None if self.o.keep_addresses else Pseudonyms()
-        plan = []
-        for r in resolved:
-            if r.status != "attach":
-                plan.append(None)
-                continue
-            cols = [(c, NUMERIC_FIELDS.index(c)) for c in r.target.fields if c != "dev"]
-            plan.append(
-                (
-                    r.probe.name,
-                    r.probe.group,
-                    r.probe.op,
-                    cols,
-                    "dev" in r.target.fields,
-                    r.target.ret or r.target.kind == "syscall",
-                )
-            )
-
-        def build(e: Event) -> dict:
-            name, group, op, cols, has_dev, paired = plan[e.probe]
-            row = {
-                "ts_ns": e.ts,
-                "dur_ns": e.dur if paired else None,
-                "cpu": e.cpu,
-                "pid": e.pid,
-                "tid": e.tid,
-                "comm": e.comm.decode(errors="replace"),
-                "probe": name,
-                "group": group,
-                "op": op,
-                "dev": e.dev.decode(errors="replace") if has_dev else None,
-                "kstack": sym.kernel(e.kstack),
-                "ustack": sym.user(e.pid, e.ustack),
-            }
-            for col, slot in cols:
-                v = e.v[slot]
-                if pseud is not None and col in ADDRESS_COLUMNS and v:
-                    v = pseud(col, v)
-                row[col] = _signed(v)
-            return row
-
-        return build
-
     def _loop(
         self, b, resolved, writer: TraceWriter, ringbuf: bool, follow_all: bool
     ) -> int | None:
-        sym = Symbolizer(b, b["stacks"])
-        build = self._row_builder(resolved, sym)
+        batcher = self._batcher = EventBatcher(
+            resolved, Symbolizer(b, b["stacks"]), self.o.keep_addresses
+        )
+        self._writer = writer
+        self._flushed_at = time.monotonic()
         self._lost = 0
 
-        exec_probes = {i for i, r in enumerate(resolved) if r.probe.op == "exec"}
-
-        def on_event(_ctx, data, _size):
-            e = ct.cast(data, ct.POINTER(Event)).contents
-            if e.probe in exec_probes:
-                sym.forget(e.pid)  # a new address space: cached symbols are wrong now
-            writer.append(build(e))
+        def on_event(_ctx, data, size):
+            batcher.add(data, size)
 
         def on_lost(n):
             self._lost += n
@@ -421,10 +356,18 @@ class Recorder:
                 signal.signal(s, h)
             # Drain what is still buffered: the command's last events matter most.
             for _ in range(50):
-                before = writer.rows + len(writer._buf["ts_ns"])
+                before = len(batcher)
                 poll(50)
-                if writer.rows + len(writer._buf["ts_ns"]) == before:
+                if len(batcher) == before:
                     break
+            self._flush(force=True)
+
+    def _flush(self, force: bool = False) -> None:
+        """Journal the batch: at FLUSH_EVENTS events or FLUSH_S seconds, whichever first."""
+        now = time.monotonic()
+        if force or len(self._batcher) >= FLUSH_EVENTS or now - self._flushed_at >= FLUSH_S:
+            self._writer.write(self._batcher.take())
+            self._flushed_at = now
 
     def _on_signal(self, signum, _frame) -> None:
         self._stop_signal = signum
@@ -434,7 +377,7 @@ class Recorder:
         forwarded_at = None
         while True:
             poll(100)
-            writer.maybe_flush()
+            self._flush()
             if child is not None:
                 pid, status = os.waitpid(child.pid, os.WNOHANG)
                 if pid:

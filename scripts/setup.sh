@@ -1,0 +1,36 @@
+#!/bin/bash
+# Install what iommu-trace needs on a Debian 12 machine (root): BCC, kernel
+# headers, graphviz, the lab's qemu and kernel, and a venv that sees BCC.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { echo "setup: $*" >&2; }
+
+debs=(python3-bpfcc python3-venv linux-headers-amd64 graphviz gcc
+      qemu-system-x86 linux-image-amd64 busybox-static)
+missing=()
+for p in "${debs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [ "$(id -u)" != 0 ]; then
+        say "needs root to install: ${missing[*]} (run with sudo)"; exit 2
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# BCC's Python module is Debian's, built for /usr/bin/python3: the venv must see it.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; then
+    say "creating .venv (with system site-packages, for BCC)"
+    rm -rf .venv
+    /usr/bin/python3 -m venv --system-site-packages .venv
+    .venv/bin/pip install -q -U pip setuptools wheel
+fi
+stamp=.venv/.iommu-trace-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    say "installing iommu-trace into .venv (editable, with test and lab extras)"
+    .venv/bin/pip install -q -e '.[test,lab]'
+    touch "$stamp"
+fi

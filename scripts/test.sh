@@ -1,0 +1,10 @@
+#!/bin/bash
+# The test suite, as CI runs it: installs what is missing, then pytest.
+# Root is needed: the tests record real BPF events and boot the IOMMU lab VM.
+#   sudo scripts/test.sh            # everything
+#   sudo scripts/test.sh -m 'not lab'   # skip the lab VM boots (~5 min)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest -q "$@"
