@@ -53,8 +53,8 @@ def doctor(fmt: str, no_mount: bool, save: str | None, root: str, traces: tuple[
     except OSError as e:
         _fail(f"cannot read {root}: {e.strerror or e}")
     if save:
-        view.save(save, about={"kernel": report["kernel"], "iommu_mode": report["iommu"]["mode"],
-                               "saved_by": "doctor"})
+        _save(view, save, {"kernel": report["kernel"], "iommu_mode": report["iommu"]["mode"],
+                           "saved_by": "doctor"})
     if traces:
         from .trace_compare import compare
         try:
@@ -70,6 +70,13 @@ def doctor(fmt: str, no_mount: bool, save: str | None, root: str, traces: tuple[
             click.echo(trace_text(report["traces"]), nl=False)
     if save:
         click.echo(f"saved to {save}", err=True)
+
+
+def _save(view: Any, dest: str, about: dict[str, Any]) -> None:
+    try:
+        view.save(dest, about=about)
+    except OSError as e:
+        _fail(f"cannot save to {dest}: {e.strerror or e}")
 
 
 def _split_path(spec: str, resolve: Any) -> tuple[str, str]:
@@ -122,7 +129,7 @@ def topo(output: str | None, path_spec: str | None, fmt: str, save: str | None,
     view = FsView(root, record=bool(save))
     topo_ = topology.collect(root, view=view)
     if save:
-        view.save(save, about={"saved_by": "topo"})
+        _save(view, save, {"saved_by": "topo"})
     report = None
     if path_spec:
         a, b = _split_path(path_spec, lambda n: topology.resolve(topo_, n))

@@ -87,6 +87,7 @@ def test_summarise_mode(types, mode):
 @pytest.mark.parametrize("fixture,mode,params,invalidation", [
     ("lab-strict", "strict", {"intel_iommu": "on", "iommu.strict": "1"}, "strict"),
     ("lab-lazy", "lazy", {"intel_iommu": "on", "iommu.strict": "0"}, "lazy"),
+    ("lab-passthrough", "passthrough", {"intel_iommu": "on", "iommu.passthrough": "1"}, None),
 ])
 def test_lab_vtd_snapshots(fixture, mode, params, invalidation):
     snap = snapshot(str(FIXTURES / fixture))
@@ -94,8 +95,8 @@ def test_lab_vtd_snapshots(fixture, mode, params, invalidation):
     assert snap["mode"] == mode and snap["iommu_params"] == params
     assert snap["kernel_default"]["invalidation"] == invalidation
     assert len(snap["groups"]) == 18
-    assert {"group": "10", "type": {"strict": "DMA", "lazy": "DMA-FQ"}[mode],
-            "devices": ["0000:00:0a.0"]} in snap["groups"]
+    group_type = {"strict": "DMA", "lazy": "DMA-FQ", "passthrough": "identity"}[mode]
+    assert {"group": "10", "type": group_type, "devices": ["0000:00:0a.0"]} in snap["groups"]
     assert any("DMAR: IOMMU enabled" in ln for ln in snap["dmesg"])
     assert not any("Adding to iommu group" in ln for ln in snap["dmesg"])
     assert snap["config_source"] == "/boot/config-6.1.0-56-amd64"
