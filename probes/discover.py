@@ -158,8 +158,15 @@ def _site_dirs(command: list[str] | None) -> list[str]:
     return list(dict.fromkeys(dirs))
 
 
-def find_library(sonames: list[str], command: list[str] | None = None) -> list[str]:
-    """Every distinct file providing one of these sonames (first soname wins per place)."""
+def find_library(names: list[str], command: list[str] | None = None) -> list[str]:
+    """Every distinct file providing one of these sonames (first soname wins per place).
+
+    Names starting with "site:" are globs inside the workload's site-packages,
+    for wheels that link a library statically into a module of their own
+    (cupy's runtime module carries cudart).
+    """
+    sonames = [n for n in names if not n.startswith("site:")]
+    site_globs = [n.removeprefix("site:") for n in names if n.startswith("site:")]
     found: list[str] = []
     cache_ = _ldconfig()
     fixed_dirs = [
@@ -187,6 +194,8 @@ def find_library(sonames: list[str], command: list[str] | None = None) -> list[s
             if hits:
                 found.extend(hits)
                 break
+        for pattern in site_globs:
+            found.extend(glob.glob(os.path.join(site, pattern)))
     real: dict[str, str] = {}
     for p in found:
         real.setdefault(os.path.realpath(p), p)

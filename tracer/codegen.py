@@ -40,8 +40,12 @@ def _tp_read(f: TpField) -> str:
     return f"(u64)(*({ty} *)((char *)ctx + {f.offset}))"
 
 
-def _tp_array(reduce: str, f: TpField, slot: int) -> str:
-    """Reduce a __data_loc array (scatter-gather lists) to one number."""
+def _tp_array(reduce: str, f: TpField, slot: int, truncated: TpField | None) -> str:
+    """Reduce a __data_loc array (scatter-gather lists) to one number.
+
+    Where the tracepoint keeps only part of the list (6.18's dma_map_sg keeps
+    128 entries and sets `truncated`), the reduction is UNKNOWN, not partial.
+    """
     if not f.data_loc:
         raise CodegenError(f"{reduce}: field {f.name} is not an array")
     loc = f"*(u32 *)((char *)ctx + {f.offset})"
@@ -52,11 +56,12 @@ def _tp_array(reduce: str, f: TpField, slot: int) -> str:
     if reduce == "first64":
         return f"if ({nbytes} >= 8) bpf_probe_read_kernel(&e->v[{slot}], 8, {base});"
     if reduce == "sum32":
+        cut = f"*(u8 *)((char *)ctx + {truncated.offset})" if truncated else "0"
         return (
             f"{{ u32 n = {nbytes} / 4; u64 sum = 0; char *p = {base};\n"
             "      for (int k = 0; k < 256 && k < n; k++) { u32 x = 0; "
             "bpf_probe_read_kernel(&x, 4, p + 4 * k); sum += x; }\n"
-            f"      e->v[{slot}] = sum; }}"
+            f"      e->v[{slot}] = {cut} ? UNKNOWN : sum; }}"
         )
     raise CodegenError(f"unknown array reduction {reduce}")
 
@@ -111,7 +116,8 @@ def _fill(r: Resolution, entry: bool) -> list[str]:
             reduce, _, name = spec.rpartition(":")
             f = r.tp_fields[name]
             if reduce:
-                out.append(_tp_array(reduce, f, NUMERIC_FIELDS.index(col)))
+                slot = NUMERIC_FIELDS.index(col)
+                out.append(_tp_array(reduce, f, slot, r.tp_fields.get("truncated")))
             elif col == "dev":
                 out.append(_tp_dev(f))
             else:

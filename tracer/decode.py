@@ -40,6 +40,7 @@ EVENT_DTYPE = np.dtype(
 _HEAD = struct.Struct("<I4xIii")  # pid, probe, kstack, ustack
 _HEAD_OFFSET = EVENT_DTYPE.fields["pid"][1]
 _STACKS = pa.list_(pa.string())
+UNKNOWN = np.uint64(0xFFFF_FFFF_FFFF_FFFF)  # program.c's UNKNOWN: stored as null
 
 
 def _strings(values: np.ndarray) -> pa.Array:
@@ -110,6 +111,8 @@ class EventBatcher:
         for j, c in enumerate(NUMERIC_FIELDS):
             v = ev["v"][:, j].copy()
             present = self._has[c][probe]
+            if c != "ret":
+                present = present & (v != UNKNOWN)
             if self._pseud is not None and c in ADDRESS_COLUMNS and present.any():
                 v[present] = self._pseud(c, v[present])
             cols[c] = pa.array(v.view(np.int64), mask=~present)

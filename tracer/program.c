@@ -4,6 +4,10 @@
 #include <uapi/linux/ptrace.h>
 #include <linux/sched.h>
 
+// A numeric field the probe could not know (stored as null). Never used for
+// ret, where all-ones is a real -1.
+#define UNKNOWN 0xffffffffffffffffULL
+
 struct event {
     u64 ts;        // entry time (CLOCK_MONOTONIC ns)
     u64 dur;       // return - entry, 0 for instant events
