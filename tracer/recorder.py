@@ -206,6 +206,7 @@ class Recorder:
     def run(self) -> int:
         bcc, hdr = self._preflight()
         resolved = self._resolve()
+        machine = machine_meta()  # before attaching: slow reads must not let the buffer fill
         root = discover.tracefs()
         fork = discover.tracepoint_fields("sched:sched_process_fork", root) or {}
         if "child_pid" not in fork:
@@ -244,7 +245,7 @@ class Recorder:
             "addresses": "raw" if self.o.keep_addresses else "pseudonymized-2MiB-regions",
             "probes": [r.as_meta() for r in resolved],
             "workload": self.o.workload_meta,
-            **machine_meta(),
+            **machine,
         }
         writer = TraceWriter(self.o.output, meta)
         self.log(f"writing {self.o.output}")
