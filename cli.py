@@ -210,6 +210,16 @@ from .system.commands import doctor, topo  # noqa: E402
 
 cli.add_command(doctor)
 cli.add_command(topo)
+from .analysis.commands import compare, report  # noqa: E402
+
+cli.add_command(report)
+cli.add_command(compare)
+from .bench.commands import bench  # noqa: E402
+
+cli.add_command(bench)
+from .analysis.overhead import overhead  # noqa: E402
+
+cli.add_command(overhead)
 
 
 def main() -> None:

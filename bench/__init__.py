@@ -1,0 +1,1 @@
+"""Microbenchmarks whose timing windows line up with a trace (`iommu-trace bench`)."""
