@@ -1,0 +1,115 @@
+"""What the events mean for IOMMU cost: maps, unmaps, flushes by cause, IOVA traffic.
+
+One place decides which probes count as what, so `report`, `compare` and
+`overhead` agree. A flush is counted once however many probes saw it: on
+Intel, a strict unmap fires iotlb_sync then qi_submit, and a flush-queue
+drain fires fq_flush_timeout -> fq_flush -> iotlb_flush_all -> qi_submit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..tracefile.reader import Trace
+
+# Driver-level flush entry points; each call is one IOTLB invalidation.
+FLUSH_ENTRY_PROBES = ("iotlb_sync", "iotlb_flush_all")
+# Used only where no entry point attached (e.g. a kernel with only the tracepoint).
+FLUSH_FALLBACK_PROBES = ("qi_submit",)
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    label: str
+    probes: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    ops: tuple[str, ...] = ()
+
+
+CATEGORIES = (
+    Category("dma_map", "DMA API maps", groups=("dma",), ops=("map",)),
+    Category("dma_unmap", "DMA API unmaps", groups=("dma",), ops=("unmap",)),
+    Category("dma_alloc", "coherent DMA allocs", groups=("dma",), ops=("alloc",)),
+    Category("iommu_map", "IOMMU page-table maps", probes=("iommu_map",)),
+    Category("iommu_unmap", "IOMMU page-table unmaps", probes=("iommu_unmap",)),
+    Category("flush", "IOTLB flushes", probes=FLUSH_ENTRY_PROBES),
+    Category("flush_strict", "  strict: sync per unmap", probes=("iotlb_sync",)),
+    Category("flush_queue", "  lazy: flush-queue drains", probes=("fq_flush",)),
+    Category("flush_timer", "    of which timer-driven", probes=("fq_flush_timeout",)),
+    Category("qi_submit", "VT-d invalidation descriptors", probes=("qi_submit",)),
+    Category("iova_alloc", "IOVA allocs", groups=("iova",), ops=("iova_alloc",)),
+    Category("iova_free", "IOVA frees", groups=("iova",), ops=("iova_free",)),
+)
+BY_NAME = {c.name: c for c in CATEGORIES}
+
+
+def mask(ev: pd.DataFrame, cat: Category) -> pd.Series:
+    m = pd.Series(False, index=ev.index)
+    if cat.probes:
+        m |= ev["probe"].isin(cat.probes)
+    if cat.groups:
+        m |= ev["group"].isin(cat.groups) & ev["op"].isin(cat.ops)
+    return m.fillna(False).astype(bool)
+
+
+def attached(trace: Trace) -> set[str]:
+    return {p["name"] for p in trace.meta.get("probes", []) if p.get("status") == "attach"}
+
+
+def flush_probes(trace: Trace) -> tuple[str, ...]:
+    have = attached(trace)
+    entry = tuple(p for p in FLUSH_ENTRY_PROBES if p in have)
+    return entry or tuple(p for p in FLUSH_FALLBACK_PROBES if p in have)
+
+
+def category_mask(trace: Trace, ev: pd.DataFrame, name: str) -> pd.Series:
+    cat = BY_NAME[name]
+    if name == "flush":
+        cat = Category("flush", cat.label, probes=flush_probes(trace))
+    return mask(ev, cat)
+
+
+def counts(trace: Trace, ev: pd.DataFrame | None = None) -> dict[str, int | None]:
+    """Events per category; None where no probe of the category attached."""
+    ev = trace.events if ev is None else ev
+    have = attached(trace)
+    out: dict[str, int | None] = {}
+    for cat in CATEGORIES:
+        probes = flush_probes(trace) if cat.name == "flush" else cat.probes
+        relevant = any(p in have for p in probes) or any(
+            p["group"] in cat.groups and p["op"] in cat.ops and p["status"] == "attach"
+            for p in trace.meta.get("probes", [])
+        )
+        out[cat.name] = int(category_mask(trace, ev, cat.name).sum()) if relevant else None
+    return out
+
+
+def unmaps(c: dict[str, int | None]) -> int | None:
+    """Unmaps that an IOTLB flush protects: the page-table layer if seen, else the DMA API."""
+    return c["iommu_unmap"] if c.get("iommu_unmap") is not None else c.get("dma_unmap")
+
+
+def workload_runs(trace: Trace) -> list[dict]:
+    """The workload's own measurements: trace metadata, else the lab's sidecar JSON."""
+    w = trace.meta.get("workload") or {}
+    if not w:
+        side = trace.path + ".workload.json"
+        if os.path.exists(side):
+            try:
+                w = json.load(open(side)).get("workload", {})
+            except (OSError, ValueError):
+                w = {}
+    return list(w.get("runs", []))
+
+
+def span_ns(trace: Trace) -> tuple[int, int]:
+    m = trace.meta
+    ts = trace.table.column("ts_ns")
+    start = m.get("start_mono_ns") or (min(ts.to_pylist()) if len(ts) else 0)
+    end = m.get("end_mono_ns") or (max(ts.to_pylist()) if len(ts) else start)
+    return int(start), int(end)
