@@ -214,10 +214,6 @@ from .analysis.commands import compare, report  # noqa: E402
 
 cli.add_command(report)
 cli.add_command(compare)
-from .analysis.commands import compare, report  # noqa: E402
-
-cli.add_command(report)
-cli.add_command(compare)
 from .bench.commands import bench  # noqa: E402
 
 cli.add_command(bench)
