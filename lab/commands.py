@@ -26,10 +26,12 @@ from .modes import MODES
 @click.option("--memory", default="2G", show_default=True, help="Guest memory.")
 @click.option("--cpus", default=2, show_default=True, help="Guest CPUs.")
 @click.option("--no-record", is_flag=True, help="Run the workload without the recorder.")
+@click.option("--record-opt", "record_opts", multiple=True, metavar="OPT",
+              help="Pass to `record` (repeat), e.g. --record-opt=--buffer-pages=4096.")  # fmt: skip
 @click.option("-v", "--verbose", is_flag=True, help="Show the guest kernel console.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines, only errors.")
 def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busybox, memory,
-        cpus, no_record, verbose, quiet) -> None:  # fmt: skip
+        cpus, no_record, record_opts, verbose, quiet) -> None:  # fmt: skip
     """Boot a VM (emulated VT-d, NVMe) in one IOMMU mode and record a workload there.
 
     The trace goes to OUTPUT, the workload's own numbers (bytes, seconds per run)
@@ -60,7 +62,8 @@ def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busy
     else:
         kind, kw = "dd", {"bs": bs, "count": count}
     res = run_lab(tools, MODES[mode], output, kind, timeout, record, progress=say,
-                  memory=memory, cpus=cpus, verbose=verbose, **kw)  # fmt: skip
+                  memory=memory, cpus=cpus, verbose=verbose, record_opts=record_opts,
+                  **kw)  # fmt: skip
     if quiet:
         return
     if res.workload:

@@ -1,7 +1,7 @@
 """Runs inside the lab guest: note what the kernel set up, then run (and record) the workload.
 
 `python -m iommu_trace.lab.guest SPEC.json`; SPEC says
-    {"facts": FILE, "workload": [argv], "record": OUT.iot or null}
+    {"facts": FILE, "workload": [argv], "record": OUT.iot or null, "record_opts": [...]}
 Exits with the status of the recorder (or of the workload when not recording).
 """
 
@@ -52,10 +52,10 @@ def ensure_tracefs() -> None:
         subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=False)
 
 
-def recorder_argv(out: str, workload: list[str]) -> list[str]:
+def recorder_argv(out: str, workload: list[str], opts: list[str] = ()) -> list[str]:
     # same interpreter as ours: the host's venv, seen through the 9p root
     # --as-root: the workload reads a raw block device, never drop to a sudo user
-    record = ["record", "--all", "--as-root", "-o", out]
+    record = ["record", "--all", "--as-root", *opts, "-o", out]
     return [sys.executable, "-m", "iommu_trace.cli", *record, "--", *workload]
 
 
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     wl = spec["workload"]
-    cmd = recorder_argv(spec["record"], wl) if spec.get("record") else wl
+    opts = spec.get("record_opts", [])
+    cmd = recorder_argv(spec["record"], wl, opts) if spec.get("record") else wl
     print("guest: $ " + " ".join(cmd), file=sys.stderr, flush=True)
     return subprocess.run(cmd).returncode
 

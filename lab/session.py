@@ -82,6 +82,7 @@ def run_lab(
     memory: str = "2G",
     cpus: int = 2,
     verbose: bool = False,
+    record_opts: tuple[str, ...] = (),
     **workload,
 ) -> LabResult:
     output = os.path.abspath(output)
@@ -102,6 +103,7 @@ def run_lab(
                     "facts": paths["facts.json"],
                     "workload": workload_argv(kind, paths["workload.json"], **workload),
                     "record": paths["trace.iot"] if record else None,
+                    "record_opts": list(record_opts),
                 },
                 f,
             )
