@@ -70,6 +70,13 @@ def _probe_set(values: tuple[str, ...]) -> set[str]:
 @click.option(
     "--perf-buffer", is_flag=True, help="use the perf buffer even where the ring buffer exists"
 )
+@click.option(
+    "--workload-result",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="JSON the workload writes about itself (e.g. bytes and seconds per run), "
+    "stored in the trace's metadata when the command ends",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(
     output,
@@ -84,6 +91,7 @@ def record(
     catalog,
     buffer_pages,
     perf_buffer,
+    workload_result,
     command,
 ) -> None:
     """Record DMA/IOMMU and CUDA events while COMMAND runs (or for -p PID, or -a).
@@ -112,6 +120,7 @@ def record(
         catalog=catalog,
         buffer_pages=buffer_pages,
         perf_buffer=perf_buffer,
+        workload_result=workload_result,
     )
     try:
         code = recorder.main_record(opts)

@@ -103,7 +103,13 @@ def run_lab(
                     "facts": paths["facts.json"],
                     "workload": workload_argv(kind, paths["workload.json"], **workload),
                     "record": paths["trace.iot"] if record else None,
-                    "record_opts": list(record_opts),
+                    # the workload's numbers go into the trace itself, and the
+                    # guest's recorder drains 4x the default buffer (TCG is slow)
+                    "record_opts": [
+                        "--buffer-pages=4096",
+                        f"--workload-result={paths['workload.json']}",
+                        *record_opts,
+                    ],
                 },
                 f,
             )

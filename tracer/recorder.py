@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes as ct
+import json
 import os
 import platform
 import re
@@ -48,6 +49,7 @@ class Options:
     buffer_pages: int = 1024
     perf_buffer: bool = False
     workload_meta: dict = field(default_factory=dict)
+    workload_result: str | None = None  # JSON the workload writes about itself
 
 
 def _kernel_version() -> tuple[int, int]:
@@ -265,6 +267,7 @@ class Recorder:
                 lost=self._lost,
             )
             meta["events_written"] = writer.rows
+            meta["workload"] = self._workload_result(meta["workload"])
             writer.finalize(meta)
             _detach(b, self.log)
         total_drops = sum(drops.values()) + self._lost
@@ -277,6 +280,22 @@ class Recorder:
             )
         )
         return status if status is not None else 0
+
+    def _workload_result(self, initial: dict) -> dict:
+        """Merge what the workload wrote about itself (bytes, seconds per run) into the trace."""
+        path = self.o.workload_result
+        if not path:
+            return initial
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            self.log(f"note: the workload wrote no result file ({path})")
+            return initial
+        except (OSError, ValueError) as e:
+            self.log(f"note: workload result {path} unreadable ({e}); not stored")
+            return initial
+        return {**initial, **data} if isinstance(data, dict) else {**initial, "result": data}
 
     def _report_missing(self, resolved) -> None:
         """One line per cause, naming the probes it keeps out."""
