@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..cli import load_trace
+# cli.py imports this module at its end; importing cli back here at module
+# level would be circular under `python -m iommu_trace.cli`.
 
 
 @click.command()
@@ -19,6 +20,7 @@ def report(trace, fmt, bins) -> None:
     Per device, by mapping size, over time, per phase (setup, each workload
     run, teardown), with the workload's measured throughput where known.
     """
+    from ..cli import load_trace
     from . import report as rep
 
     r = rep.build(load_trace(trace), bins=bins)
@@ -44,7 +46,7 @@ def compare(traces, output, fmt) -> None:
     \b
       iommu-trace compare lazy.iot strict.iot -o cmp.svg
     """
-    from ..cli import UserError
+    from ..cli import UserError, load_trace
     from . import compare as cmp
 
     if len(traces) < 2:
