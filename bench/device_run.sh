@@ -8,7 +8,13 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
     || echo FAILED pip
 mkdir -p /tmp/pkg && ln -sfn "$PWD" /tmp/pkg/iommu_trace
 export PYTHONPATH=/tmp/pkg:/tmp/site:${PYTHONPATH:-}
-IT="python3 -W ignore::SyntaxWarning -m iommu_trace.cli"
+# an `iommu-trace` on PATH; not `python -m iommu_trace.cli`: as __main__, cli.py would be
+# imported a second time by the modules that import it back
+mkdir -p /tmp/bin && printf '%s\n' '#!/bin/sh' \
+    "exec python3 -W ignore::SyntaxWarning -c 'from iommu_trace.cli import main; main()' \"\$@\"" \
+    > /tmp/bin/iommu-trace && chmod +x /tmp/bin/iommu-trace
+export PATH=/tmp/bin:$PATH
+IT=iommu-trace
 step() { echo; echo "=== $* ($(date +%T))"; }
 step env
 nvidia-smi --query-gpu=name,driver_version,pci.bus_id --format=csv,noheader
