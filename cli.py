@@ -229,6 +229,11 @@ cli.add_command(bench)
 from .analysis.overhead import overhead  # noqa: E402
 
 cli.add_command(overhead)
+from .analysis.commands_graph import callgraph, calls, export  # noqa: E402
+
+cli.add_command(callgraph)
+cli.add_command(calls)
+cli.add_command(export)
 
 
 def main() -> None:

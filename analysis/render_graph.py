@@ -1,0 +1,202 @@
+"""Draw a call graph (analysis.callgraph) with graphviz, for papers.
+
+One colour per layer with a legend, edge width by event count (log scale),
+edge labels where the count or the bytes change, SVG/PDF/PNG/DOT by extension.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import shutil
+from collections import Counter
+
+import graphviz
+import networkx as nx
+
+from .frames import LAYER_ORDER, LAYERS
+
+FORMATS = ("svg", "pdf", "png", "dot")
+FONT = "Helvetica"
+_NOUN = {"map": ("map", "maps"), "unmap": ("unmap", "unmaps"), "flush": ("flush", "flushes"),
+         "iova": ("IOVA op", "IOVA ops")}  # fmt: skip
+
+
+class RenderError(RuntimeError):
+    """Rendering failed; one line for the user."""
+
+
+def human_bytes(n: int) -> str:
+    for unit, step in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= step:
+            v = n / step
+            return f"{v:.1f} {unit}" if v < 10 and v != int(v) else f"{v:.0f} {unit}"
+    return f"{n} B"
+
+
+def events_text(
+    events: Counter, nbytes: Counter, lb: set[str] = frozenset(), sep: str = " · "
+) -> list[str]:
+    """One line per kind: '4 maps · 36 MiB' ('≥' where an sg list was cut short)."""
+    out = []
+    for k in ("map", "unmap", "flush", "iova"):
+        n = events.get(k, 0)
+        if not n:
+            continue
+        s = f"{n} {_NOUN[k][n != 1]}"
+        if nbytes.get(k):
+            s += f"{sep}{'≥' if k in lb else ''}{human_bytes(nbytes[k])}"
+        out.append(s)
+    return out
+
+
+def _node_label(a: dict) -> str:
+    esc = html.escape
+    if a["run"]:  # a run of frames drawn as one node
+        lo, hi = a["frames_min"], a["frames_max"]
+        n = f"{lo}" if lo == hi else f"{lo}–{hi}"
+        what = "internal frame" if a["fn"] == "(internal)" else "frame"
+        return f"<<I>⋯ {n} {what}{'s' if hi > 1 else ''}</I>>"
+    name = "<BR/>".join(esc(x) for x in a["label"].split("\n"))
+    lines = [f"<B>{name}</B>" if a["calls"] else name]
+    small = []
+    if not a["kernel"]:
+        from .frames import short_object
+
+        small.append(short_object(a["obj"], False))
+    if a["calls"]:
+        small.append(f"{a['calls']} call{'s' if a['calls'] != 1 else ''}")
+    if small:
+        lines.append(f'<FONT POINT-SIZE="8" COLOR="#404040">{esc(" · ".join(small))}</FONT>')
+    if a["leaf"] and a["probes"]:
+        probes = ", ".join(f"{p}" for p in sorted(a["probes"]))
+        ev = "; ".join(events_text(a["events"], a["bytes"], a["lb"]))
+        lines.append(f'<FONT POINT-SIZE="8"><B>{esc(probes)}: {esc(ev)}</B></FONT>')
+    return "<" + "<BR/>".join(lines) + ">"
+
+
+def _edge_width(n: int, top: int) -> float:
+    return round(0.7 + 3.3 * math.log1p(n) / math.log1p(max(top, 1)), 2)
+
+
+def _label_edges(g: nx.DiGraph, mode: str) -> set[tuple[str, str]]:
+    """Which edges carry a label: all, none, or where the numbers change (default)."""
+    if mode == "all":
+        return set(g.edges)
+    if mode == "none":
+        return set()
+    out = set()
+    for u, v, a in g.edges(data=True):
+        ins = list(g.in_edges(u, data=True))
+        if len(ins) != 1 or g.out_degree(u) != 1:
+            out.add((u, v))
+            continue
+        prev = ins[0][2]
+        if prev["events"] != a["events"] or prev["bytes"] != a["bytes"]:
+            out.add((u, v))
+    return out
+
+
+def _legend(layers: list[str], collapsed: bool, caption: str | None) -> str:
+    """The legend as an HTML table: swatches in rows of up to 5, then the notes."""
+    cells = [
+        f'<TD BGCOLOR="{LAYERS[k].fill}" COLOR="{LAYERS[k].border}" BORDER="1" WIDTH="14"> </TD>'
+        f'<TD ALIGN="LEFT">{html.escape(LAYERS[k].title)}</TD>'
+        for k in layers
+    ]
+    per = 5
+    rows = ["<TR>" + "".join(cells[i : i + per]) + "</TR>" for i in range(0, len(cells), per)]
+    span = 2 * min(per, max(len(cells), 1))
+    notes = [
+        "edge: events that went through it · bytes (width ∝ log events)",
+        "<B>bold</B>: a probed call and how often it was called",
+    ]
+    if collapsed:
+        notes.append("<I>⋯ n frames</I>: frames inside one layer drawn as one node")
+    if caption:
+        notes.append(html.escape(caption))
+    rows.append(
+        f'<TR><TD COLSPAN="{span}" ALIGN="LEFT"><FONT POINT-SIZE="8">'
+        + '<BR ALIGN="LEFT"/>'.join(notes)
+        + '<BR ALIGN="LEFT"/></FONT></TD></TR>'
+    )
+    return (
+        '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="1">'
+        + "".join(rows)
+        + "</TABLE>>"
+    )
+
+
+def to_dot(
+    g: nx.DiGraph,
+    *,
+    edge_labels: str = "changes",
+    legend: bool = True,
+    caption: str | None = None,
+    rankdir: str = "TB",
+) -> graphviz.Digraph:
+    d = graphviz.Digraph("callgraph")
+    d.attr(
+        rankdir=rankdir,
+        nodesep="0.18",
+        ranksep="0.22",
+        fontname=FONT,
+        fontsize="10",
+        pad="0.1",
+        newrank="true",
+    )
+    d.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize="10",
+           height="0.28", margin="0.10,0.03", penwidth="1.1")  # fmt: skip
+    d.attr("edge", fontname=FONT, fontsize="8", color="#4d4d4d", arrowsize="0.55",
+           fontcolor="#262626")  # fmt: skip
+    ids = {n: f"n{i}" for i, n in enumerate(g.nodes)}
+    for n, a in g.nodes(data=True):
+        ly = LAYERS[a["layer"]]
+        style = "rounded,filled" + (",dashed" if a["run"] else "")
+        d.node(ids[n], label=_node_label(a), fillcolor=ly.fill, color=ly.border, style=style,
+               tooltip=f"{a['fn']} [{a['obj']}]")  # fmt: skip
+    top = max((sum(a["events"].values()) for _, _, a in g.edges(data=True)), default=1)
+    labelled = _label_edges(g, edge_labels)
+    for u, v, a in g.edges(data=True):
+        n = sum(a["events"].values())
+        attrs = {"penwidth": str(_edge_width(n, top))}
+        if (u, v) in labelled:
+            lines = events_text(a["events"], a["bytes"], a["lb"])
+            attrs["label"] = " " + "\\l ".join(lines) + "\\l"
+        d.edge(ids[u], ids[v], **attrs)
+    # The legend is the graph's label: drawn below the layout, it moves no node.
+    if legend:
+        present = [k for k in LAYER_ORDER if any(a["layer"] == k for _, a in g.nodes(data=True))]
+        collapsed = any(a["run"] for _, a in g.nodes(data=True))
+        d.attr(label=_legend(present, collapsed, caption), labelloc="b", labeljust="l",
+               fontsize="9")  # fmt: skip
+    elif caption:
+        d.attr(label=caption, labelloc="b", labeljust="l", fontsize="9")
+    return d
+
+
+def write(d: graphviz.Digraph, path: str, fmt: str | None = None) -> str:
+    """Write the drawing to `path`; the format comes from `fmt` or the extension."""
+    fmt = (fmt or os.path.splitext(path)[1].lstrip(".") or "svg").lower()
+    if fmt == "gv":
+        fmt = "dot"
+    if fmt not in FORMATS:
+        raise RenderError(f"{path}: unknown output format {fmt!r} (use {', '.join(FORMATS)})")
+    if fmt == "dot":
+        with open(path, "w") as f:
+            f.write(d.source)
+        return path
+    if shutil.which("dot") is None:
+        raise RenderError(
+            "graphviz's dot is not installed (apt-get install graphviz); "
+            "-o FILE.dot works without it"
+        )
+    try:
+        data = d.pipe(format=fmt)
+    except (graphviz.ExecutableNotFound, graphviz.CalledProcessError) as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise RenderError(f"dot failed to draw {fmt}: {first}") from None
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
