@@ -1,10 +1,126 @@
-"""`iommu-trace overhead` (being written)."""
+"""`iommu-trace overhead`: measured operation cost joined with the DMA/IOMMU events of its window.
+
+The work is in overhead_data (results + event counts), overhead_compare (overhead %,
+cost per event), overhead_report (tables), overhead_plot (the arch plot) and
+phases (FlexGen's setup/prefill/decode split).
+"""
 
 from __future__ import annotations
+
+import os
 
 import click
 
 
 @click.command("overhead")
-def overhead() -> None:
-    """Copy cost per pattern and size, with DMA/IOMMU counts (being written)."""
+@click.argument("traces", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--results",
+    "results",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="results file for the trace in the same position (default: found beside or in the trace)",
+)
+@click.option(
+    "-o",
+    "--output",
+    "plot",
+    type=click.Path(dir_okay=False),
+    help="draw the arch plot here (.svg, .png or .pdf)",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True
+)
+@click.option(
+    "--phases",
+    is_flag=True,
+    help="FlexGen: DMA events and copies per token in setup, prefill and decode",
+)
+def overhead(traces, results, plot, fmt, phases) -> None:
+    """Copy cost by pattern and size, with the maps, unmaps and flushes per copy beside it.
+
+    \b
+      iommu-trace overhead bench.iot                      # one run: latency, GB/s, events per copy
+      iommu-trace overhead off.iot strict.iot -o arch.svg  # overhead % and cost per event
+      iommu-trace overhead pt.iot strict.iot lazy.iot     # each against the first (lab sweeps)
+      iommu-trace overhead --phases flexgen.iot           # prefill vs decode, per token
+    Results come from TRACE.bench.csv (bench memcpy), TRACE.workload.json (lab,
+    examples/flexgen_run.py), the trace's workload metadata, or --results.
+    """
+    from ..cli import UserError, load_trace
+
+    if phases:
+        _phases(traces, fmt, UserError, load_trace)
+        return
+    from . import overhead_compare as oc
+    from . import overhead_data as od
+    from . import overhead_report as rep
+
+    if results and len(results) != len(traces):
+        raise UserError("give one --results per trace, in the same order")
+    if plot and not plot.lower().endswith((".svg", ".png", ".pdf")):
+        raise UserError(f"{plot}: the plot is written as .svg, .png or .pdf")
+    singles = []
+    for i, path in enumerate(traces):
+        t = load_trace(path)
+        try:
+            res = od.find_results(path, t.meta, results[i] if results else None)
+        except od.ResultsError as e:
+            raise UserError(str(e)) from None
+        cells = od.count_events(t.events, t.meta, res)
+        name = os.path.basename(path)
+        singles.append((name, res, cells, od.outside_windows(t.events, t.meta, res)))
+    kinds = {s[1].kind for s in singles}
+    if len(kinds) > 1:
+        raise UserError(f"the traces hold different benchmarks ({', '.join(sorted(kinds))})")
+    comps = []
+    base = singles[0]
+    for other in singles[1:]:
+        try:
+            comps.append(
+                oc.compare(base[2], other[2], base[0], other[0], (base[1].label, other[1].label))
+            )
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    if fmt == "json":
+        click.echo(rep.to_json(singles, comps))
+    elif fmt == "csv":
+        click.echo(rep.to_csv(singles, comps), nl=False)
+    else:
+        parts = [rep.single_text(*s) for s in singles] if not comps else []
+        parts += [rep.compare_text(c) for c in comps]
+        click.echo("\n\n".join(parts))
+    if plot:
+        from .overhead_plot import arch_plot
+
+        arch_plot(plot, singles, comps)
+        click.echo(f"iommu-trace: plot written to {plot}", err=True)
+
+
+def _phases(traces, fmt, UserError, load_trace) -> None:  # noqa: N803 - passed-in class
+    import json
+
+    from . import phases as ph
+
+    if len(traces) != 1:
+        raise UserError("--phases reads one trace")
+    path = traces[0]
+    t = load_trace(path)
+    try:
+        wl = ph.load_workload(path, t.meta)
+        table = ph.split(t.events, t.meta, wl)
+    except ph.PhaseError as e:
+        raise UserError(str(e)) from None
+    steps = ph.map_steps(t.events, t.meta, wl)
+    if fmt == "json":
+        doc = {
+            "trace": path,
+            "workload": {k: v for k, v in wl.items() if k != "steps"},
+            "phases": json.loads(table.to_json(orient="records")),
+            "decode_steps_with_maps": steps,
+        }
+        click.echo(json.dumps(doc, indent=1))
+    elif fmt == "csv":
+        click.echo(table.to_csv(index=False), nl=False)
+    else:
+        click.echo(ph.text(os.path.basename(path), table, wl, steps))

@@ -21,8 +21,11 @@ def _progress(cell) -> None:
     from .results import human_size
 
     med = cell.row()["median_us"]
-    click.echo(f"bench: {cell.pattern} {human_size(cell.size)} {cell.mode} {cell.memory} "
-               f"{cell.direction}: {med:.2f} us/copy", err=True)  # fmt: skip
+    click.echo(
+        f"bench: {cell.pattern} {human_size(cell.size)} {cell.mode} {cell.memory} "
+        f"{cell.direction}: {med:.2f} us/copy",
+        err=True,
+    )
 
 
 @click.group()
@@ -31,10 +34,19 @@ def bench() -> None:
 
 
 @bench.command("memcpy")
-@click.option("--sizes", default="6:24", show_default=True,
-              help="region sizes as log2 exponents: LO:HI[:STEP] or a comma list")
-@click.option("--patterns", "pattern_text", default="all", show_default=True,
-              help=f"comma list of {', '.join(pat.PATTERNS)}, or all")
+@click.option(
+    "--sizes",
+    default="6:24",
+    show_default=True,
+    help="region sizes as log2 exponents: LO:HI[:STEP] or a comma list",
+)
+@click.option(
+    "--patterns",
+    "pattern_text",
+    default="all",
+    show_default=True,
+    help=f"comma list of {', '.join(pat.PATTERNS)}, or all",
+)
 @click.option("--modes", default="sync,async", show_default=True, help="sync, async")
 @click.option("--memory", default="pinned,pageable", show_default=True, help="pinned, pageable")
 @click.option("--directions", default="h2d,d2h", show_default=True, help="h2d, d2h")
@@ -42,12 +54,16 @@ def bench() -> None:
 @click.option("--warmup", default=2, show_default=True, help="untimed loops before them")
 @click.option("--regions", default=pat.REGIONS, show_default=True, help="regions per buffer")
 @click.option("--device", "device_index", default=0, show_default=True, help="CUDA device")
-@click.option("--out", type=click.Path(dir_okay=False),
-              help="results CSV [default: TRACE.bench.csv beside the trace when run under "
-                   "`iommu-trace record -o TRACE`]")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="results CSV [default: TRACE.bench.csv beside the trace when run under "
+    "`iommu-trace record -o TRACE`]",
+)
 @click.option("-q", "--quiet", is_flag=True, help="no progress lines")
-def memcpy_cmd(sizes, pattern_text, modes, memory, directions, loops, warmup, regions,
-               device_index, out, quiet) -> None:  # fmt: skip
+def memcpy_cmd(
+    sizes, pattern_text, modes, memory, directions, loops, warmup, regions, device_index, out, quiet
+) -> None:
     """Copy latency by region size and access pattern (CuPy; CUDA-event timing).
 
     \b
@@ -93,5 +109,6 @@ def memcpy_cmd(sizes, pattern_text, modes, memory, directions, loops, warmup, re
         results.write_csv(dest, rows)
         click.echo(f"bench: {len(rows)} cells on {be.device} written to {dest}", err=True)
     else:
-        click.echo("bench: results not saved (not under `iommu-trace record`): give --out",
-                   err=True)  # fmt: skip
+        click.echo(
+            "bench: results not saved (not under `iommu-trace record`): give --out", err=True
+        )

@@ -59,8 +59,10 @@ class CupyBackend:
             return buf.ctypes.data
         except (MemoryError, self.rt.CUDARuntimeError) as e:
             kind = "pinned" if pinned else "pageable"
-            raise BenchError(f"cannot allocate {nbytes >> 20} MiB of {kind} host memory ({e}); "
-                             "use smaller --sizes or fewer --regions") from None  # fmt: skip
+            raise BenchError(
+                f"cannot allocate {nbytes >> 20} MiB of {kind} host memory ({e}); "
+                "use smaller --sizes or fewer --regions"
+            ) from None
 
     def dev_alloc(self, nbytes: int) -> int:
         try:

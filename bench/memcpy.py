@@ -56,8 +56,9 @@ class Config:
     regions: int = pat.REGIONS
 
 
-def _loop(be: Backend, p: pat.Pattern, size: int, host: int, dev: int, direction: str,
-          mode: str, stream) -> None:  # fmt: skip
+def _loop(
+    be: Backend, p: pat.Pattern, size: int, host: int, dev: int, direction: str, mode: str, stream
+) -> None:
     h2d = direction == "h2d"
     for hi, di in zip(p.host, p.dev, strict=True):
         h, d = host + hi * size, dev + di * size

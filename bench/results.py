@@ -14,9 +14,21 @@ from dataclasses import asdict, dataclass, field
 
 KEYS = ("pattern", "size", "mode", "memory", "direction")
 COLUMNS = (
-    "bench", *KEYS, "copies", "loops", "median_us", "p25_us", "p75_us", "min_us", "max_us",
-    "gbps", "t_start_ns", "t_end_ns", "device", "pci",
-)  # fmt: skip
+    "bench",
+    *KEYS,
+    "copies",
+    "loops",
+    "median_us",
+    "p25_us",
+    "p75_us",
+    "min_us",
+    "max_us",
+    "gbps",
+    "t_start_ns",
+    "t_end_ns",
+    "device",
+    "pci",
+)
 SIDE_SUFFIX = ".bench.csv"  # TRACE.iot -> TRACE.iot.bench.csv
 
 
@@ -78,13 +90,27 @@ def table(rows: Sequence[dict]) -> str:
     out = [head]
     for r in rows:
         iqr = f"{r['p25_us']:.2f}-{r['p75_us']:.2f}"
-        out.append((r["pattern"], human_size(r["size"]), r["mode"], r["memory"], r["direction"],
-                    str(r["copies"] * r["loops"]), f"{r['median_us']:.2f}", iqr,
-                    f"{r['gbps']:.2f}"))  # fmt: skip
+        out.append(
+            (
+                r["pattern"],
+                human_size(r["size"]),
+                r["mode"],
+                r["memory"],
+                r["direction"],
+                str(r["copies"] * r["loops"]),
+                f"{r['median_us']:.2f}",
+                iqr,
+                f"{r['gbps']:.2f}",
+            )
+        )
     widths = [max(len(row[i]) for row in out) for i in range(len(head))]
-    return "\n".join("  ".join(c.rjust(w) if i >= 5 else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
-                     for row in out)  # fmt: skip
+    return "\n".join(
+        "  ".join(
+            c.rjust(w) if i >= 5 else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in out
+    )
 
 
 def human_size(n: int) -> str:

@@ -63,12 +63,27 @@ class StandInTokenizer:
 
 def flexgen_argv(a: argparse.Namespace) -> list[str]:
     return [
-        "--model", a.model, "--path", "_DUMMY_", "--offload-dir", a.offload_dir,
-        "--percent", *map(str, a.percent), "--prompt-len", str(a.prompt_len),
-        "--gen-len", str(a.gen_len), "--gpu-batch-size", str(a.gpu_batch_size),
-        "--num-gpu-batches", str(a.num_gpu_batches), "--log-file", os.devnull,
-        "--verbose", "1",
-    ]  # fmt: skip
+        "--model",
+        a.model,
+        "--path",
+        "_DUMMY_",
+        "--offload-dir",
+        a.offload_dir,
+        "--percent",
+        *map(str, a.percent),
+        "--prompt-len",
+        str(a.prompt_len),
+        "--gen-len",
+        str(a.gen_len),
+        "--gpu-batch-size",
+        str(a.gpu_batch_size),
+        "--num-gpu-batches",
+        str(a.num_gpu_batches),
+        "--log-file",
+        os.devnull,
+        "--verbose",
+        "1",
+    ]
 
 
 def default_result() -> str | None:
@@ -90,8 +105,14 @@ def mono_offset_ns() -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="facebook/opt-1.3b")
-    p.add_argument("--percent", nargs=6, type=int, default=[100, 0, 0, 100, 100, 0],  # fmt: skip
-                   metavar="P", help="weights GPU CPU, cache GPU CPU, activations GPU CPU")
+    p.add_argument(
+        "--percent",
+        nargs=6,
+        type=int,
+        default=[100, 0, 0, 100, 100, 0],
+        metavar="P",
+        help="weights GPU CPU, cache GPU CPU, activations GPU CPU",
+    )
     p.add_argument("--prompt-len", type=int, default=512)
     p.add_argument("--gen-len", type=int, default=32)
     p.add_argument("--gpu-batch-size", type=int, default=8)
@@ -120,10 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     off = mono_offset_ns()
     t = fo.timers("generate")
     steps = [
-        {"step": i, "phase": "prefill" if i == 0 else "decode",
-         "t_start_ns": round(s * 1e9) + off, "t_end_ns": round(e * 1e9) + off}
+        {
+            "step": i,
+            "phase": "prefill" if i == 0 else "decode",
+            "t_start_ns": round(s * 1e9) + off,
+            "t_end_ns": round(e * 1e9) + off,
+        }
         for i, (s, e) in enumerate(zip(t.start_times, t.stop_times, strict=True))
-    ]  # fmt: skip
+    ]
     batch = a.gpu_batch_size * a.num_gpu_batches
     costs = t.costs
     decode_s = sum(costs[1:])
@@ -148,10 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     for s in steps:
         print(f"phase {s['phase']}-{s['step']} t_mono_ns={s['t_start_ns']}", flush=True)
     print(f"phase done t_mono_ns={t_end}", flush=True)
-    print(f"flexgen_run: prefill {result['prefill_tok_s']:.1f} token/s "
-          f"({batch} x {a.prompt_len} tokens in {costs[0]:.3f} s), "
-          f"decode {result['decode_tok_s'] or 0:.1f} token/s "
-          f"({batch} x {len(costs) - 1} tokens in {decode_s:.3f} s)", flush=True)  # fmt: skip
+    print(
+        f"flexgen_run: prefill {result['prefill_tok_s']:.1f} token/s "
+        f"({batch} x {a.prompt_len} tokens in {costs[0]:.3f} s), "
+        f"decode {result['decode_tok_s'] or 0:.1f} token/s "
+        f"({batch} x {len(costs) - 1} tokens in {decode_s:.3f} s)",
+        flush=True,
+    )
     if result_path:
         with open(result_path, "w") as f:
             json.dump(result, f, indent=1)

@@ -1,0 +1,231 @@
+"""What `overhead` joins: a trace's benchmark cells (timing windows) and the events in them.
+
+Results are looked for, in order: `--results FILE`; `TRACE.bench.csv` (written by
+`iommu-trace bench memcpy` under `record`); the trace's own `workload` metadata
+(`record --workload-result`); `TRACE.workload.json` (the lab's dd/sweep runs).
+Every cell has a CLOCK_MONOTONIC window [t_start_ns, t_end_ns) and the number of
+operations (copies, reads) timed inside it; events are counted per window.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+KEYS = ["pattern", "size", "mode", "memory", "direction"]
+# Event categories, each from one layer, so none is counted twice:
+#   dma_*    what drivers ask of the DMA API (dma_map_page/sg ...), with or without an IOMMU
+#   iommu_*  IOMMU page-table updates (iommu:map fires per contiguous chunk, iommu:unmap per range)
+#   flush    IOTLB invalidations: iotlb_sync (strict: one per unmap) + iotlb_flush_all
+#            (lazy: one per flush-queue drain); intel_iommu:qi_submit only where neither attached
+#   iova     IOVA allocations
+CATEGORIES = ["dma_map", "dma_unmap", "iommu_map", "iommu_unmap", "flush", "iova_alloc"]
+SHORT = {
+    "dma_map": "MAP",
+    "dma_unmap": "UNMAP",
+    "iommu_map": "IOMAP",
+    "iommu_unmap": "IOUNMAP",
+    "flush": "FLUSH",
+    "iova_alloc": "IOVA",
+}
+LABEL = {
+    "dma_map": "DMA maps",
+    "dma_unmap": "DMA unmaps",
+    "iommu_map": "IOMMU maps",
+    "iommu_unmap": "IOMMU unmaps",
+    "flush": "IOTLB flushes",
+    "iova_alloc": "IOVA allocations",
+}
+FLUSH_PROBES = ("iotlb_sync", "iotlb_flush_all")
+FLUSH_FALLBACK = ("qi_submit",)
+
+
+class ResultsError(ValueError):
+    """No usable benchmark results for a trace; one line for the user."""
+
+
+@dataclass
+class Results:
+    """One trace's benchmark cells and where they came from."""
+
+    kind: str  # memcpy | dd
+    cells: pd.DataFrame  # KEYS + ops, loops, lat_us, p25_us, p75_us, gbps, t_start_ns, t_end_ns
+    source: str
+    dev: str | None = None  # PCI address whose device-scope events count (None: all)
+    label: str = ""  # IOMMU mode, for headings
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ results
+
+
+def _memcpy_cells(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    need = {*KEYS, "copies", "loops", "median_us", "t_start_ns", "t_end_ns"}
+    missing = need - set(df.columns)
+    if missing:
+        raise ResultsError(f"benchmark results lack {', '.join(sorted(missing))}")
+    out = pd.DataFrame({k: df[k] for k in KEYS})
+    out["size"] = out["size"].astype("int64")
+    out["loops"] = df["loops"].astype("int64")
+    out["ops"] = df["copies"].astype("int64") * out["loops"]
+    for c in ("median_us", "p25_us", "p75_us", "gbps"):
+        out[c if c != "median_us" else "lat_us"] = pd.to_numeric(df.get(c), errors="coerce")
+    out["t_start_ns"] = df["t_start_ns"].astype("int64")
+    out["t_end_ns"] = df["t_end_ns"].astype("int64")
+    return out
+
+
+def _dd_cells(runs: list[dict]) -> pd.DataFrame:
+    """The lab's dd runs: one cell per block size, one op per dd read."""
+    rows = []
+    for r in runs:
+        if "bs" not in r or "t_start_ns" not in r:
+            continue
+        count = int(r.get("count") or 0)
+        el = float(r["elapsed_s"])
+        nbytes = r.get("bytes") or r["bs"] * count
+        rows.append(
+            {
+                "pattern": "dd-direct",
+                "size": int(r["bs"]),
+                "mode": "read",
+                "memory": "-",
+                "direction": "read",
+                "loops": 1,
+                "ops": count,
+                "lat_us": el * 1e6 / count if count else float("nan"),
+                "p25_us": float("nan"),
+                "p75_us": float("nan"),
+                "gbps": nbytes / el / 1e9 if el > 0 else float("nan"),
+                "t_start_ns": int(r["t_start_ns"]),
+                "t_end_ns": int(r["t_end_ns"]),
+            }
+        )
+    if not rows:
+        raise ResultsError("the workload results hold no dd runs with timing windows")
+    return pd.DataFrame(rows)
+
+
+def _from_json(data: dict, source: str) -> Results:
+    if data.get("bench") == "memcpy" and "cells" in data:
+        cells = data["cells"]
+        return Results("memcpy", _memcpy_cells(cells), source, dev=_first_pci(cells))
+    wl = data.get("workload") if isinstance(data.get("workload"), dict) else data
+    if wl.get("workload") == "flexgen":
+        raise ResultsError(f"{source} is a FlexGen run: use `iommu-trace overhead --phases`")
+    if "runs" in wl:
+        nvme = (data.get("guest") or {}).get("nvme") or {}
+        res = Results("dd", _dd_cells(wl["runs"]), source, dev=nvme.get("pci"))
+        res.label = data.get("mode", "")
+        return res
+    raise ResultsError(f"{source}: no benchmark cells or dd runs in it")
+
+
+def _first_pci(rows: list[dict]) -> str | None:
+    return next((r["pci"] for r in rows if r.get("pci")), None)
+
+
+def read_results(path: str) -> Results:
+    """A results file: the bench's CSV, its JSON, or a lab workload JSON."""
+    try:
+        with open(path) as f:
+            if path.endswith(".csv"):
+                rows = list(csv.DictReader(f))
+                if not rows:
+                    raise ResultsError(f"{path}: no rows")
+                return Results("memcpy", _memcpy_cells(rows), path, dev=_first_pci(rows))
+            return _from_json(json.load(f), path)
+    except OSError as e:
+        raise ResultsError(f"{path}: {e.strerror}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        if isinstance(e, ResultsError):
+            raise
+        raise ResultsError(f"{path}: unreadable results ({e})") from None
+
+
+def find_results(trace_path: str, meta: dict, explicit: str | None = None) -> Results:
+    if explicit:
+        res = read_results(explicit)
+    elif os.path.exists(trace_path + ".bench.csv"):
+        res = read_results(trace_path + ".bench.csv")
+    elif meta.get("workload") and ("cells" in meta["workload"] or "runs" in meta["workload"]):
+        res = _from_json(meta["workload"], f"{trace_path} (workload metadata)")
+    elif os.path.exists(trace_path + ".workload.json"):
+        res = read_results(trace_path + ".workload.json")
+    else:
+        raise ResultsError(
+            f"{trace_path}: no benchmark results beside it ({os.path.basename(trace_path)}"
+            ".bench.csv or .workload.json) or in it; give --results FILE"
+        )
+    if not res.label:
+        res.label = (meta.get("iommu") or {}).get("mode", "") or "?"
+    return res
+
+
+# ------------------------------------------------------------------ events
+
+
+def category_probes(meta: dict) -> dict[str, list[str]]:
+    """Per category, the attached probes that count for it ([] = not recordable in this trace)."""
+    att = {p["name"]: p for p in meta.get("probes", []) if p.get("status") == "attach"}
+
+    def pick(group: str, op: str) -> list[str]:
+        return [n for n, p in att.items() if p.get("group") == group and p.get("op") == op]
+
+    flush = [n for n in FLUSH_PROBES if n in att] or [n for n in FLUSH_FALLBACK if n in att]
+    return {
+        "dma_map": pick("dma", "map"),
+        "dma_unmap": pick("dma", "unmap"),
+        "iommu_map": pick("iommu-map", "map"),
+        "iommu_unmap": pick("iommu-map", "unmap"),
+        "flush": flush,
+        "iova_alloc": pick("iova", "iova_alloc"),
+    }
+
+
+def _times(events: pd.DataFrame, probes: list[str], dev: str | None) -> np.ndarray:
+    sel = events["probe"].isin(probes).to_numpy(dtype=bool, na_value=False)
+    if dev:  # device-scope events of other devices (disks, NICs) are not the benchmark's
+        d = events["dev"]
+        sel = sel & (d.isna() | (d == dev)).to_numpy(dtype=bool, na_value=True)
+    ts = events["ts_ns"].to_numpy(dtype="int64", na_value=0)[sel]
+    ts.sort()
+    return ts
+
+
+def count_events(events: pd.DataFrame, meta: dict, res: Results) -> pd.DataFrame:
+    """res.cells plus, per category, the events in each window (N_cat) and per op (cat)."""
+    cells = res.cells.copy()
+    start = cells["t_start_ns"].to_numpy()
+    end = cells["t_end_ns"].to_numpy()
+    for cat, probes in category_probes(meta).items():
+        if not probes:
+            cells["N_" + cat] = np.nan
+            cells[cat] = np.nan
+            continue
+        ts = _times(events, probes, res.dev)
+        n = np.searchsorted(ts, end, "left") - np.searchsorted(ts, start, "left")
+        cells["N_" + cat] = n
+        cells[cat] = n / cells["ops"].where(cells["ops"] > 0)
+    return cells
+
+
+def outside_windows(events: pd.DataFrame, meta: dict, res: Results) -> dict[str, tuple[int, int]]:
+    """Per recordable category: (events in the trace, of which inside some timed window)."""
+    spans = sorted(zip(res.cells["t_start_ns"], res.cells["t_end_ns"], strict=True))
+    out = {}
+    for cat, probes in category_probes(meta).items():
+        if not probes:
+            continue
+        ts = _times(events, probes, res.dev)
+        inside = sum(
+            int(np.searchsorted(ts, b, "left") - np.searchsorted(ts, a, "left")) for a, b in spans
+        )
+        out[cat] = (len(ts), inside)
+    return out

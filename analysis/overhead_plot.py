@@ -1,0 +1,97 @@
+"""The study's "arch" plot: overhead % against region size, one line per access pattern.
+
+One panel per (memory, direction, mode).  With several comparisons (lab: strict
+and lazy against passthrough) each gets its own line style.  Where the fit found
+a differing event kind, its count per operation is drawn dotted on a right axis,
+so the curve and the events that explain it sit side by side.  With a single
+trace the panels show bandwidth instead.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .overhead_compare import Comparison
+from .overhead_data import SHORT
+from .overhead_report import human_size
+
+FORMATS = (".svg", ".png", ".pdf")
+STYLES = ["-", "--", "-.", ":"]
+
+
+def _facets(df: pd.DataFrame) -> list[tuple[str, str, str]]:
+    return list(dict.fromkeys(zip(df["memory"], df["direction"], df["mode"], strict=True)))
+
+
+def arch_plot(path: str, singles: list, comps: list[Comparison]) -> None:
+    import matplotlib  # noqa: PLC0415 - only this option needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    if comps:
+        series = [(c.other, c.cells, "overhead_pct", "err_pct", c) for c in comps]
+        ylabel = "overhead % (T_on / T_off - 1)"
+        title = "IOMMU overhead against " + comps[0].base
+    else:
+        name, _, cells, _ = singles[0]
+        series = [(name, cells.assign(err=float("nan")), "gbps", "err", None)]
+        ylabel, title = "bandwidth GB/s", name
+    facets = _facets(series[0][1])
+    ncols = min(4, len(facets))
+    nrows = math.ceil(len(facets) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    patterns = list(dict.fromkeys(series[0][1]["pattern"]))
+    colors = {p: f"C{i}" for i, p in enumerate(patterns)}
+    for ax, (mem, direc, mode) in zip(axes.flat, facets, strict=False):
+        twin = None
+        for k, (name, df, ycol, ecol, cmp) in enumerate(series):
+            f = df[(df["memory"] == mem) & (df["direction"] == direc) & (df["mode"] == mode)]
+            for p in patterns:
+                g = f[f["pattern"] == p].sort_values("size")
+                if g.empty:
+                    continue
+                x = [math.log2(s) for s in g["size"]]
+                label = p if len(series) == 1 else f"{p}, {name}"
+                ax.errorbar(
+                    x,
+                    g[ycol],
+                    yerr=g[ecol].fillna(0),
+                    color=colors[p],
+                    ls=STYLES[k % len(STYLES)],
+                    marker="o",
+                    ms=3,
+                    capsize=2,
+                    label=label,
+                )
+                if cmp is not None and cmp.fit is not None:
+                    twin = twin or ax.twinx()
+                    c = cmp.fit.category
+                    twin.plot(
+                        x,
+                        g[c + "_other"] - g[c + "_base"],
+                        color=colors[p],
+                        ls=":",
+                        marker="x",
+                        ms=3,
+                        alpha=0.6,
+                    )
+                    twin.set_ylabel(f"extra {SHORT[c]} per op (dotted)", fontsize=8)
+        if comps:
+            ax.axhline(0, color="grey", lw=0.6)
+        sizes = sorted(set(series[0][1]["size"]))
+        ax.set_xticks([math.log2(s) for s in sizes])
+        ax.set_xticklabels(
+            [human_size(int(s)).replace(" ", "") for s in sizes], rotation=60, fontsize=7
+        )
+        ax.set_title(" ".join(x for x in (mem, direc, mode) if x and x != "-"), fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(facets) :]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,189 @@
+"""Text, CSV and JSON renderings of `overhead` results."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from .overhead_compare import Comparison
+from .overhead_data import CATEGORIES, KEYS, LABEL, SHORT, Results
+
+
+def human_size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} B"
+
+
+def _num(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return "0" if x == 0 else f"{x:.3g}"
+
+
+def _grid(rows: list[tuple[str, ...]], left: int) -> str:
+    """Fixed-width columns; the first `left` left-aligned, the rest right-aligned."""
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w[i]) if i < left else c.rjust(w[i]) for i, c in enumerate(r)).rstrip()
+        for r in rows
+    )
+
+
+def _keys(r) -> tuple[str, ...]:
+    return (r.pattern, human_size(int(r.size)), r.mode, r.memory, r.direction)
+
+
+def _recordable(cells: pd.DataFrame) -> list[str]:
+    return [c for c in CATEGORIES if cells[c].notna().all()]
+
+
+def single_text(name: str, res: Results, cells: pd.DataFrame, outside: dict) -> str:
+    unit = "copy" if res.kind == "memcpy" else "read"
+    cats = _recordable(cells)
+    head = (
+        "PATTERN",
+        "SIZE",
+        "MODE",
+        "MEMORY",
+        "DIR",
+        "OPS",
+        f"us/{unit}",
+        "IQR us",
+        "GB/s",
+        *(SHORT[c] for c in cats),
+    )
+    rows = [head]
+    for r in cells.itertuples():
+        iqr = "-" if math.isnan(r.p25_us) else f"{r.p25_us:.2f}-{r.p75_us:.2f}"
+        rows.append(
+            (
+                *_keys(r),
+                str(r.ops),
+                f"{r.lat_us:.2f}",
+                iqr,
+                f"{r.gbps:.2f}",
+                *(_num(getattr(r, c)) for c in cats),
+            )
+        )
+    lines = [
+        f"{name}: {res.kind} benchmark, IOMMU {res.label}, results from {res.source}"
+        + (f", events of device {res.dev}" if res.dev else ""),
+        "",
+        _grid(rows, 5),
+        "",
+    ]
+    legend = ", ".join(f"{SHORT[c]} = {LABEL[c]}" for c in cats)
+    lines.append(f"OPS = {unit}s timed; events per {unit}: {legend}.")
+    unrec = [LABEL[c] for c in CATEGORIES if c not in cats]
+    if unrec:
+        lines.append(f"Not recordable in this trace (probe absent): {', '.join(unrec)}.")
+    tot = [f"{inside} of {total} {LABEL[c]}" for c, (total, inside) in outside.items() if total]
+    if tot:
+        lines.append(
+            f"Inside the timed windows: {', '.join(tot)}; the rest were made "
+            "outside them (context creation, allocation, other work)."
+        )
+    elif outside:
+        lines.append("The trace holds no event of the recordable kinds at all.")
+    return "\n".join(lines)
+
+
+def compare_text(cmp: Comparison) -> str:
+    cats = cmp.recordable
+    fit = cmp.fit
+    head = (
+        "PATTERN",
+        "SIZE",
+        "MODE",
+        "MEMORY",
+        "DIR",
+        "BASE us",
+        "OTHER us",
+        "OVERHEAD %",
+        "+-%",
+        *(SHORT[c] for c in cats),
+    )
+    if fit:
+        head += (f"us/{SHORT[fit.category]}",)
+    rows = [head]
+    for r in cmp.cells.itertuples():
+        counts = tuple(
+            f"{_num(getattr(r, c + '_base'))}>{_num(getattr(r, c + '_other'))}" for c in cats
+        )
+        row = (
+            *_keys(r),
+            f"{r.lat_base:.2f}",
+            f"{r.lat_other:.2f}",
+            f"{r.overhead_pct:+.1f}",
+            _num(r.err_pct),
+            *counts,
+        )
+        if fit:
+            row += (_num(r.cost_us),)
+        rows.append(row)
+    lines = [
+        f"{cmp.other} against {cmp.base} (overhead % = T_other / T_base - 1; "
+        "events per operation, base>other)",
+        "",
+        _grid(rows, 5),
+        "",
+        cmp.statement,
+    ]
+    return "\n".join(lines)
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return json.loads(df.to_json(orient="records"))
+
+
+def to_json(singles: list[tuple[str, Results, pd.DataFrame, dict]], comps: list[Comparison]) -> str:
+    doc = {
+        "traces": [
+            {
+                "trace": n,
+                "kind": r.kind,
+                "iommu": r.label,
+                "results": r.source,
+                "dev": r.dev,
+                "cells": _records(c),
+                "events_in_windows": {k: {"total": t, "inside": i} for k, (t, i) in o.items()},
+            }
+            for n, r, c, o in singles
+        ],
+        "comparisons": [
+            {
+                "base": c.base,
+                "other": c.other,
+                "recordable": c.recordable,
+                "differing": c.differing,
+                "statement": c.statement,
+                "cells": _records(c.cells),
+                "fit": None
+                if not c.fit
+                else {
+                    "category": c.fit.category,
+                    "cost_us": c.fit.cost_us,
+                    "err_us": c.fit.err_us,
+                    "cells": c.fit.cells,
+                    "moving": c.fit.moving,
+                },
+            }
+            for c in comps
+        ],
+    }
+    return json.dumps(doc, indent=1, allow_nan=True)
+
+
+def to_csv(singles, comps: list[Comparison]) -> str:
+    if comps:
+        frames = [c.cells.assign(base=c.base, other=c.other) for c in comps]
+    else:
+        frames = [c.assign(trace=n) for n, _, c, _ in singles]
+    return pd.concat(frames, ignore_index=True).to_csv(index=False)
+
+
+__all__ = ["KEYS", "compare_text", "human_size", "single_text", "to_csv", "to_json"]

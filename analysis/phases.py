@@ -1,0 +1,252 @@
+"""A FlexGen trace split into setup, prefill and decode: DMA events and copies per token.
+
+The windows come from examples/flexgen_run.py, which writes FlexGen's own
+per-step timer stamps (step 0 is the prefill, steps 1.. decode one token each
+for the whole batch) in CLOCK_MONOTONIC ns to TRACE.workload.json, or into the
+trace's `workload` metadata with `record --workload-result`.
+
+    from iommu_trace.analysis import phases
+    table = phases.split(trace.events, trace.meta, phases.load_workload(path, trace.meta))
+    print(phases.text(path, table, workload))
+
+`iommu-trace overhead --phases TRACE` prints it (and `report --phases` may call it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .overhead_data import CATEGORIES, LABEL, SHORT, category_probes
+
+HOST_ALLOC_PROBES = ("cuMemHostAlloc", "cuMemAllocHost", "cuMemHostRegister")  # driver layer:
+RUNTIME_HOST_ALLOC = ("cudaHostAlloc", "cudaMallocHost", "cudaHostRegister")  # one per call
+MEMCPY_KIND = {1: "h2d", 2: "d2h", 3: "d2d"}  # cudaMemcpyKind
+
+
+class PhaseError(ValueError):
+    """No phase windows for this trace; one line for the user."""
+
+
+@dataclass
+class Phase:
+    name: str
+    t_start_ns: int
+    t_end_ns: int
+    steps: int
+    tokens: int  # prompt tokens for prefill, generated tokens for decode
+    token_kind: str
+
+
+def load_workload(trace_path: str, meta: dict) -> dict:
+    wl = meta.get("workload") or {}
+    if "steps" in wl:
+        return wl
+    side = trace_path + ".workload.json"
+    if os.path.exists(side):
+        try:
+            with open(side) as f:
+                wl = json.load(f)
+        except (OSError, ValueError) as e:
+            raise PhaseError(f"{side}: unreadable ({e})") from None
+        if "steps" in wl:
+            return wl
+    raise PhaseError(
+        f"{trace_path}: no phase windows (record examples/flexgen_run.py, which writes them "
+        "to TRACE.workload.json)"
+    )
+
+
+def windows(wl: dict) -> list[Phase]:
+    steps = wl["steps"]
+    if not steps:
+        raise PhaseError("the workload results hold no generation steps")
+    batch = int(wl.get("batch", 1))
+    first, last = steps[0], steps[-1]
+    out = [
+        Phase(
+            "setup", int(wl.get("t_start_ns", first["t_start_ns"])), first["t_start_ns"], 0, 0, ""
+        ),
+        Phase(
+            "prefill",
+            first["t_start_ns"],
+            first["t_end_ns"],
+            1,
+            batch * int(wl.get("prompt_len", 0)),
+            "prompt",
+        ),
+    ]
+    if len(steps) > 1:
+        out.append(
+            Phase(
+                "decode",
+                steps[1]["t_start_ns"],
+                last["t_end_ns"],
+                len(steps) - 1,
+                batch * (len(steps) - 1),
+                "generated",
+            )
+        )
+    out.append(
+        Phase("teardown", last["t_end_ns"], int(wl.get("t_end_ns", last["t_end_ns"])), 0, 0, "")
+    )
+    return out
+
+
+def _attached(meta: dict) -> set[str]:
+    return {p["name"] for p in meta.get("probes", []) if p.get("status") == "attach"}
+
+
+def copy_probes(meta: dict) -> list[str]:
+    """Per-copy probes of one layer (runtime if attached, else driver), so no copy counts twice."""
+    calls = [
+        p
+        for p in meta.get("probes", [])
+        if p.get("status") == "attach" and "Memcpy" in p["name"] and p.get("op") == "call"
+    ]
+    rt = [p["name"] for p in calls if p.get("group") == "cuda-runtime"]
+    return rt or [p["name"] for p in calls if p.get("group") == "cuda-driver"]
+
+
+def split(events: pd.DataFrame, meta: dict, wl: dict) -> pd.DataFrame:
+    """One row per phase: seconds, steps, tokens, event counts, pinned allocations, copies."""
+    att = _attached(meta)
+    cats = category_probes(meta)
+    allocs = [p for p in HOST_ALLOC_PROBES if p in att]
+    allocs = allocs or [p for p in RUNTIME_HOST_ALLOC if p in att]
+    copies = copy_probes(meta)
+    ts = events["ts_ns"].to_numpy(dtype="int64", na_value=0)
+    probe = events["probe"].to_numpy(dtype=object, na_value="")
+    rows = []
+    for ph in windows(wl):
+        inw = (ts >= ph.t_start_ns) & (ts < ph.t_end_ns)
+        row = {
+            "phase": ph.name,
+            "seconds": (ph.t_end_ns - ph.t_start_ns) / 1e9,
+            "steps": ph.steps,
+            "tokens": ph.tokens,
+            "token_kind": ph.token_kind,
+        }
+        for c in CATEGORIES:
+            row[c] = int(np.isin(probe[inw], cats[c]).sum()) if cats[c] else None
+        a = inw & np.isin(probe, allocs)
+        row["pinned_allocs"] = int(a.sum())
+        row["pinned_bytes"] = int(events["size"][a].fillna(0).sum()) if a.any() else 0
+        if copies:
+            cp = events[inw & np.isin(probe, copies)]
+            row["copies"] = len(cp)
+            row["copy_bytes"] = int(cp["size"].fillna(0).sum())
+            row["copy_call_ms"] = float(cp["dur_ns"].fillna(0).sum()) / 1e6
+            kinds = cp["dir"].map(lambda d: MEMCPY_KIND.get(d, "other"), na_action="ignore")
+            for k in ("h2d", "d2h", "d2d"):
+                row[f"{k}_bytes"] = int(cp["size"][kinds == k].fillna(0).sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def map_steps(events: pd.DataFrame, meta: dict, wl: dict) -> list[int]:
+    """Generation steps in whose window any DMA or IOMMU map happened."""
+    cats = category_probes(meta)
+    names = cats["dma_map"] + cats["iommu_map"]
+    ts = np.sort(events["ts_ns"][events["probe"].isin(names)].to_numpy(dtype="int64"))
+    return [
+        s["step"]
+        for s in wl["steps"]
+        if np.searchsorted(ts, s["t_end_ns"]) > np.searchsorted(ts, s["t_start_ns"])
+    ]
+
+
+def _fmt(x) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "n/a"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    return "0" if x == 0 else f"{x:.3g}"
+
+
+def text(name: str, table: pd.DataFrame, wl: dict, steps_with_maps: list[int]) -> str:
+    cats = [c for c in CATEGORIES if table[c].notna().all()]
+    has_copies = "copies" in table
+    head = ["PHASE", "SECONDS", "STEPS", "TOKENS", *(SHORT[c] for c in cats), "PINNED ALLOCS"]
+    if has_copies:
+        head += ["COPIES", "COPY MiB", "CALL ms"]
+    rows = [tuple(head)]
+    per = [("PER TOKEN", "", "", "", *([""] * len(cats)), "")]
+    for r in table.to_dict("records"):
+        tok = f"{r['tokens']} {r['token_kind']}".strip() if r["tokens"] else "-"
+        cells = [
+            r["phase"],
+            f"{r['seconds']:.3f}",
+            str(r["steps"] or "-"),
+            tok,
+            *(_fmt(r[c]) for c in cats),
+            str(r["pinned_allocs"]),
+        ]
+        if has_copies:
+            cells += [
+                str(r["copies"]),
+                f"{r['copy_bytes'] / 2**20:.1f}",
+                f"{r['copy_call_ms']:.2f}",
+            ]
+        rows.append(tuple(cells))
+        if r["tokens"]:
+            n = r["tokens"]
+            pc = [
+                f"{r['phase']}/token",
+                "",
+                "",
+                "",
+                *(_fmt(r[c] / n) for c in cats),
+                _fmt(r["pinned_allocs"] / n),
+            ]
+            if has_copies:
+                pc += [
+                    _fmt(r["copies"] / n),
+                    _fmt(r["copy_bytes"] / 2**20 / n),
+                    _fmt(r["copy_call_ms"] / n),
+                ]
+            per.append(tuple(pc))
+    rows += [tuple(p + ("",) * (len(head) - len(p))) for p in per]
+    w = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    grid = "\n".join(
+        "  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)).rstrip()
+        for r in rows
+    )
+    pct = " ".join(map(str, wl.get("percent", [])))
+    lines = [
+        f"{name}: FlexGen {wl.get('model', '?')}, batch {wl.get('batch')}, prompt "
+        f"{wl.get('prompt_len')}, {len(wl['steps'])} steps, --percent {pct}",
+        f"its own timing: prefill {wl.get('prefill_tok_s', 0):.1f} token/s, decode "
+        f"{wl.get('decode_tok_s') or 0:.1f} token/s",
+        "",
+        grid,
+        "",
+        f"{', '.join(f'{SHORT[c]} = {LABEL[c]}' for c in cats)}; PINNED ALLOCS = host "
+        "allocations/registrations (each DMA-maps its pages once)"
+        + (
+            "; COPIES = per-copy probe calls, CALL ms = host time inside them"
+            if has_copies
+            else "; copies not recorded (enable --probe cudaMemcpyAsync,cudaMemcpy)"
+        )
+        + ".",
+    ]
+    unrec = [LABEL[c] for c in CATEGORIES if c not in cats]
+    if unrec:
+        lines.append(f"Not recordable in this trace (probe absent): {', '.join(unrec)}.")
+    dec = table[table["phase"] == "decode"]
+    if len(dec) and "dma_map" in cats:
+        d = dec.iloc[0]
+        n = int(d["tokens"])
+        where = ""
+        if steps_with_maps:
+            plural = "s" if len(steps_with_maps) > 1 else ""
+            where = f", in step{plural} {', '.join(map(str, steps_with_maps))}"
+        lines.append(
+            f"Decode: {int(d['dma_map'])} DMA maps and {int(d['pinned_allocs'])} pinned host "
+            f"allocations for {n} generated tokens ({d['dma_map'] / n:.3g} maps per token{where})."
+        )
+    return "\n".join(lines)
