@@ -58,7 +58,7 @@ def doctor(fmt: str, no_mount: bool, save: str | None, root: str, traces: tuple[
     if traces:
         from .trace_compare import compare
         try:
-            report["traces"] = compare(list(traces))
+            report["traces"] = compare(list(traces), here=report["iommu"])
         except (OSError, ValueError, ImportError) as e:
             _fail(f"cannot compare traces: {e}")
     if fmt == "json":

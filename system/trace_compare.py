@@ -1,54 +1,30 @@
 """`doctor --with A.iot B.iot`: the IOMMU state each trace ran under, and what it cost.
 
-Counts come from the recorder's exact per-probe counters (meta["counts"]) when
-the trace was finalized, else from the events that reached the file.
+The doctor's angle is the machine: which mode and group types each trace was
+recorded under (meta["iommu"], our snapshot) against this machine's.  What
+counts as a map, an unmap or a flush is decided in one place,
+iommu_trace.analysis.events, so these numbers agree with `report` and
+`compare` (which give the full comparison).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# Operations whose counts tell the IOMMU's cost apart between modes.
-COST_OPS = ("map", "unmap", "flush", "iova_alloc", "iova_free", "alloc", "free")
-
-
-def _counts_by(meta: dict[str, Any], events: Any, key: str) -> dict[str, int]:
-    exact = meta.get("counts") or {}
-    probes = {p["name"]: p for p in meta.get("probes", []) if isinstance(p, dict)}
-    if exact and meta.get("finalized", True) and all(n in probes for n in exact):
-        out: dict[str, int] = {}
-        for name, n in exact.items():
-            k = probes[name].get(key)
-            if k and n:
-                out[k] = out.get(k, 0) + int(n)
-        return out
-    if len(events) == 0 or key not in events:
-        return {}
-    return {str(k): int(v) for k, v in events.groupby(key, dropna=True).size().items() if v}
+# analysis.events categories shown here, in this order.
+SHOWN = ("dma_map", "dma_unmap", "iommu_map", "iommu_unmap", "flush", "flush_strict",
+         "flush_queue", "iova_alloc", "iova_free")
 
 
 def summarise(trace: Any) -> dict[str, Any]:
-    """One trace: where it ran, under which IOMMU mode, and its DMA/IOMMU operation counts."""
-    meta, ev = trace.meta, trace.events
+    """One trace: where it ran, under which IOMMU mode, and its map/unmap/flush counts."""
+    from ..analysis import events  # the recorder side's single definition of the categories
+
+    meta = trace.meta
     snap = meta.get("iommu") or {}
     start, end = meta.get("start_mono_ns"), meta.get("end_mono_ns")
-    if start and end:
-        seconds = (end - start) / 1e9
-    elif len(ev):
-        seconds = (int(ev["ts_ns"].max()) - int(ev["ts_ns"].min())) / 1e9
-    else:
-        seconds = None
-    ops = _counts_by(meta, ev, "op")
-    groups = _counts_by(meta, ev, "group")
-    mapped = None
-    if len(ev) and "size" in ev and "op" in ev:
-        mapped = int(ev.loc[ev["op"] == "map", "size"].fillna(0).sum())
-    call_ns: dict[str, dict[str, float]] = {}
-    if len(ev) and "dur_ns" in ev:
-        timed = ev[ev["dur_ns"].notna()]
-        for op, durs in timed.groupby("op")["dur_ns"]:
-            call_ns[str(op)] = {"n": int(len(durs)), "total_ns": int(durs.sum()),
-                                "mean_ns": round(float(durs.mean()), 1)}
+    counts = events.counts(trace)
+    unmaps = events.unmaps(counts)
     kernel = meta.get("kernel") or {}
     return {
         "path": trace.path,
@@ -57,54 +33,58 @@ def summarise(trace: Any) -> dict[str, Any]:
         "command": meta.get("command"),
         "mode": snap.get("mode", "unknown"),
         "vendor": snap.get("vendor"),
+        "iommu_params": snap.get("iommu_params", {}),
         "group_types": sorted({g.get("type") for g in snap.get("groups", []) if g.get("type")}),
-        "seconds": round(seconds, 3) if seconds else seconds,
+        "seconds": round((end - start) / 1e9, 3) if start and end else None,
         "finalized": trace.finalized,
-        "ops": ops,
-        "groups": groups,
-        "bytes_mapped_in_file": mapped,
-        "timed_ops": call_ns,
-        "flush_per_unmap": round(ops["flush"] / ops["unmap"], 3)
-        if ops.get("unmap") and "flush" in ops else None,
+        "counts": {k: counts.get(k) for k in SHOWN},  # None: no probe of that kind attached
+        "flush_per_unmap": round(counts["flush"] / unmaps, 3)
+        if counts.get("flush") is not None and unmaps else None,
     }
 
 
-def compare(paths: list[str]) -> dict[str, Any]:
-    """Summaries of each trace and one line per difference worth reading."""
-    from ..tracefile.reader import load  # the reader is the recorder's; loaded only when asked
+def compare(paths: list[str], here: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Summaries of each trace and one line per difference in IOMMU state worth reading.
+
+    `here`: this machine's iommu.snapshot(), to say whether a trace's mode is this one.
+    """
+    from ..tracefile.reader import load
 
     sums = [summarise(load(p)) for p in paths]
     diffs: list[str] = []
-    modes = {s["mode"] for s in sums}
-    if len(modes) > 1:
-        diffs.append("IOMMU modes differ: " + ", ".join(f"{s['path']}={s['mode']}" for s in sums))
-    base = sums[0]
-    for s in sums[1:]:
-        for op in COST_OPS:
-            a, b = base["ops"].get(op, 0), s["ops"].get(op, 0)
-            if a or b:
-                ratio = f" ({b / a:.2f}x)" if a else ""
-                diffs.append(f"{op}: {a} in {base['path']} vs {b} in {s['path']}{ratio}")
-        for op in sorted(set(base["timed_ops"]) & set(s["timed_ops"])):
-            a, b = base["timed_ops"][op]["mean_ns"], s["timed_ops"][op]["mean_ns"]
-            diffs.append(f"{op} mean time: {a:.0f} ns vs {b:.0f} ns")
+    if len({s["mode"] for s in sums}) > 1:
+        diffs.append("IOMMU modes differ: " + ", ".join(f"{s['path']}: {s['mode']}" for s in sums))
+    if len({tuple(sorted(s["iommu_params"].items())) for s in sums}) > 1:
+        diffs.append("kernel IOMMU parameters differ: " + "; ".join(
+            f"{s['path']}: {' '.join(f'{k}={v}' for k, v in s['iommu_params'].items()) or '-'}"
+            for s in sums))
+    if here is not None:
+        for s in sums:
+            if s["mode"] != here.get("mode"):
+                diffs.append(f"{s['path']} was recorded under {s['mode']}; this machine is "
+                             f"{here.get('mode')}")
     for s in sums:
-        if s["mode"] in ("off", "passthrough") and s["ops"].get("flush"):
-            diffs.append(f"{s['path']}: {s['ops']['flush']} IOTLB flushes under "
-                         f"{s['mode']}: devices outside the DMA API (e.g. VFIO) flushed")
+        if s["mode"] in ("off", "passthrough") and s["counts"].get("flush"):
+            diffs.append(f"{s['path']}: {s['counts']['flush']} IOTLB flushes under "
+                         f"{s['mode']}: from devices outside the kernel DMA API (e.g. VFIO)")
+        if s["mode"] in ("lazy", "strict") and s["counts"].get("flush") is None:
+            diffs.append(f"{s['path']}: no flush probe attached, so the {s['mode']} mode's "
+                         "flush cost is not in this trace")
         if not s["finalized"]:
-            diffs.append(f"{s['path']}: not finalized, counts are those of events in the file")
+            diffs.append(f"{s['path']}: not finalized; counts are those of events in the file")
     return {"traces": sums, "differences": diffs}
 
 
 def render_text(result: dict[str, Any]) -> str:
-    out = ["", "Traces"]
+    out = ["", "Traces (full comparison: iommu-trace compare)"]
     for s in result["traces"]:
-        ops = ", ".join(f"{k} {v}" for k, v in sorted(s["ops"].items())) or "no DMA/IOMMU events"
         out.append(f"  {s['path']}: IOMMU {s['mode']}"
                    + (f" ({s['vendor']})" if s["vendor"] else "")
-                   + f", kernel {s['kernel']}, {s['seconds']} s")
-        out.append(f"    {ops}")
+                   + (f", groups {'/'.join(s['group_types'])}" if s["group_types"] else "")
+                   + f", kernel {s['kernel']}"
+                   + (f", {s['seconds']} s" if s["seconds"] is not None else ""))
+        seen = [f"{k} {v}" for k, v in s["counts"].items() if v is not None]
+        out.append("    " + (", ".join(seen) or "no DMA/IOMMU probe attached"))
         if s["flush_per_unmap"] is not None:
             out.append(f"    IOTLB flushes per unmap: {s['flush_per_unmap']}")
     if result["differences"]:

@@ -127,3 +127,45 @@ def test_lab_modes(fixture, mode, group_type):
     assert [d["kind"] for d in nvme["devices"]] == ["switch-downstream", "nvme"]
     text = doctor.render_text(rep)
     assert f"{group_type}: " in text and "other groups (bridges, chipset, virtio)" in text
+
+
+# -- doctor --with: traces the lab recorded in strict and lazy mode (dd, 200 x 64 KiB)
+
+STRICT_TRACE = str(FIXTURES / "traces" / "lab-strict-dd64k.iot")
+LAZY_TRACE = str(FIXTURES / "traces" / "lab-lazy-dd64k.iot")
+
+
+def test_with_traces_states_their_modes_and_flushes():
+    from iommu_trace.system.trace_compare import compare
+
+    res = compare([STRICT_TRACE, LAZY_TRACE], here={"mode": "off"})
+    strict, lazy = res["traces"]
+    assert (strict["mode"], strict["group_types"]) == ("strict", ["DMA"])
+    assert (lazy["mode"], lazy["group_types"]) == ("lazy", ["DMA-FQ"])
+    # strict: one synchronous flush per unmap; lazy: batched flush-queue drains
+    assert strict["counts"]["flush_strict"] == strict["counts"]["iommu_unmap"] > 0
+    assert strict["flush_per_unmap"] == 1.0 and strict["counts"]["flush_queue"] == 0
+    assert lazy["counts"]["flush_strict"] == 0 and lazy["counts"]["flush_queue"] > 0
+    assert lazy["flush_per_unmap"] < 1
+    diffs = "\n".join(res["differences"])
+    assert "IOMMU modes differ" in diffs and "iommu.strict=1" in diffs
+    assert "recorded under strict; this machine is off" in diffs
+
+
+def test_cli_doctor_with_traces():
+    r = CliRunner().invoke(cli, ["doctor", "--root", FIRECRACKER, "--with", STRICT_TRACE,
+                                 "--with", LAZY_TRACE])
+    assert r.exit_code == 0, r.output
+    assert "IOTLB flushes per unmap: 1.0" in r.output
+    r = CliRunner().invoke(cli, ["doctor", "--root", FIRECRACKER, "--format", "json",
+                                 "--with", LAZY_TRACE])
+    assert json.loads(r.output)["traces"]["traces"][0]["mode"] == "lazy"
+
+
+def test_cli_doctor_with_a_non_trace_is_one_line(tmp_path):
+    bad = tmp_path / "x.iot"
+    bad.write_text("not a trace")
+    r = CliRunner().invoke(cli, ["doctor", "--root", FIRECRACKER, "--with", str(bad)])
+    assert r.exit_code == 2
+    assert r.output.strip() == f"iommu-trace: cannot compare traces: {bad}: not an iommu-trace " \
+                               "file (unknown format)"
