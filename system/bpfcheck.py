@@ -83,7 +83,8 @@ def check(view: FsView, mount: bool = True) -> tuple[list[Check], dict[str, Any]
     tracefs = _mounted_tracefs(view)
     if tracefs is None and root and mount and view.here:
         res = view.data("tracefs_mount", _mount_tracefs) or {}
-        tracefs = _mounted_tracefs(FsView(view.root)) if res.get("ok") else None
+        # Re-read through the same view: a saved snapshot then shows the mounted state.
+        tracefs = _mounted_tracefs(view) if res.get("ok") else None
         if tracefs:
             checks.append(Check("bpf", "tracefs", "ok", f"tracefs was not mounted: mounted it "
                                 f"at {tracefs}"))
