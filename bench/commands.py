@@ -57,8 +57,8 @@ def bench() -> None:
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
-    help="results CSV [default: TRACE.bench.csv beside the trace when run under "
-    "`iommu-trace record -o TRACE`]",
+    help="results file, CSV or (*.json) JSON [default: TRACE.bench.csv beside the trace "
+    "when run under `iommu-trace record -o TRACE`]",
 )
 @click.option("-q", "--quiet", is_flag=True, help="no progress lines")
 def memcpy_cmd(
@@ -106,7 +106,7 @@ def memcpy_cmd(
     rows = [c.row(be.device, be.pci) for c in cells]
     click.echo(results.table(rows))
     if dest:
-        results.write_csv(dest, rows)
+        results.write(dest, rows)
         click.echo(f"bench: {len(rows)} cells on {be.device} written to {dest}", err=True)
     else:
         click.echo(

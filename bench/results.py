@@ -8,6 +8,7 @@ trace's ts_ns) and the number of copies timed inside it.
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -82,6 +83,16 @@ def write_csv(path: str, rows: Iterable[dict]) -> None:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
+
+
+def write_json(path: str, rows: list[dict]) -> None:
+    """The same rows as JSON: `record --workload-result FILE` then stores them in the trace."""
+    with open(path, "w") as f:
+        json.dump({"bench": "memcpy", "cells": rows}, f, indent=1)
+
+
+def write(path: str, rows: list[dict]) -> None:
+    (write_json if path.endswith(".json") else write_csv)(path, rows)
 
 
 def table(rows: Sequence[dict]) -> str:

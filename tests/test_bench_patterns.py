@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -164,3 +165,17 @@ def test_results_csv_round_trip(tmp_path):
     rows = list(csv.DictReader(open(path)))
     assert rows[0]["median_us"] == "2.5" and rows[0]["t_end_ns"] == "2"
     assert "single" in results.table([c.row()])
+
+
+def test_results_json_goes_into_the_trace_metadata(tmp_path):
+    from iommu_trace.analysis import overhead_data as od
+
+    c = results.Cell("single", 64, "sync", "pinned", "h2d", 256, [512.0, 768.0], 10, 20)
+    path = tmp_path / "r.json"
+    results.write(str(path), [c.row("gpu", "0000:00:06.0")])
+    doc = json.loads(path.read_text())
+    # what `record --workload-result r.json` stores as the trace's `workload`
+    res = od.find_results(str(tmp_path / "t.iot"), {"workload": doc, "iommu": {"mode": "strict"}})
+    assert res.kind == "memcpy" and res.dev == "0000:00:06.0" and res.label == "strict"
+    row = res.cells.iloc[0]
+    assert row["ops"] == 512 and row["lat_us"] == 2.5 and row["t_end_ns"] == 20
