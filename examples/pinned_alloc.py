@@ -68,7 +68,11 @@ def with_torch(args) -> None:
     torch.cuda.synchronize()
     mark("malloc-host")
     # torch caches pinned blocks; empty_cache-like release happens at exit.
-    host = [torch.empty(n, dtype=torch.uint8, pin_memory=True) for n in SIZES for _ in range(args.repeat)]
+    host = [
+        torch.empty(n, dtype=torch.uint8, pin_memory=True)
+        for n in SIZES
+        for _ in range(args.repeat)
+    ]
     mark("copies-pinned")
     for h in host:
         dev[: h.numel()].copy_(h, non_blocking=False)

@@ -7,6 +7,7 @@ import shutil
 import sys
 
 import pytest
+
 from iommu_trace.lab import workloads
 from iommu_trace.lab.modes import MODES
 from iommu_trace.lab.session import workload_argv

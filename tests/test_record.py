@@ -14,8 +14,10 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import cli, one_line_error, requires_bpf
+
 from iommu_trace.tracefile.reader import load
+
+from conftest import cli, one_line_error, requires_bpf
 
 pytestmark = requires_bpf
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from iommu_trace.cli import cli
 from iommu_trace.system import doctor
 from iommu_trace.system.fsview import FsView

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from iommu_trace.system.iommu import parse_cmdline, save_snapshot, snapshot, summarise_mode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sysfs"
