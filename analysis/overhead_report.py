@@ -65,7 +65,7 @@ def single_text(name: str, res: Results, cells: pd.DataFrame, outside: dict) -> 
                 str(r.ops),
                 f"{r.lat_us:.2f}",
                 iqr,
-                f"{r.gbps:.2f}",
+                f"{r.gbps:.3g}",
                 *(_num(getattr(r, c)) for c in cats),
             )
         )
@@ -83,10 +83,7 @@ def single_text(name: str, res: Results, cells: pd.DataFrame, outside: dict) -> 
         lines.append(f"Not recordable in this trace (probe absent): {', '.join(unrec)}.")
     tot = [f"{inside} of {total} {LABEL[c]}" for c, (total, inside) in outside.items() if total]
     if tot:
-        lines.append(
-            f"Inside the timed windows: {', '.join(tot)}; the rest were made "
-            "outside them (context creation, allocation, other work)."
-        )
+        lines.append(f"Inside the timed windows: {', '.join(tot)}; the rest happened outside them.")
     elif outside:
         lines.append("The trace holds no event of the recordable kinds at all.")
     return "\n".join(lines)
