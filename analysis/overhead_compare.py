@@ -20,9 +20,10 @@ from .overhead_data import CATEGORIES, KEYS, LABEL
 # fewer than one event per 100 operations apart: "the same" (stray events from
 # other work in the window would otherwise count as a difference)
 SAME_PER_OP = 0.01
-# Which category a fit names when several differ together: the one closest to the
-# hardware cost (a strict flush waits for the IOMMU; maps and IOVA allocs are CPU work)
-FIT_ORDER = ["flush", "iommu_unmap", "iommu_map", "iova_alloc", "dma_unmap", "dma_map"]
+# Which category a fit names when several differ together: the IOMMU unmap where it
+# differs (one per mapped request: the transaction whose parts - map, IOVA, flush -
+# move with it), else the IOTLB flush (strict vs lazy: same maps, other flushes)
+FIT_ORDER = ["iommu_unmap", "flush", "iommu_map", "iova_alloc", "dma_unmap", "dma_map"]
 
 
 @dataclass
@@ -34,11 +35,12 @@ class Fit:
     moving: list[str] = field(default_factory=list)  # other categories differing in step
 
     def text(self) -> str:
-        err = f" +- {self.err_us:.3g}" if math.isfinite(self.err_us) else " (no spread known)"
-        what = LABEL[self.category].rstrip("s").replace("IOTLB flushe", "IOTLB flush")
-        s = f"cost per {what}: {self.cost_us:.3g}{err} us (fit over {self.cells} cells)"
+        err = f" +- {self.err_us:.3g} us" if math.isfinite(self.err_us) else " us (no spread known)"
+        what = {"flush": "IOTLB flush"}.get(self.category, LABEL[self.category].rstrip("s"))
+        cells = f"{self.cells} cell" + ("s" if self.cells != 1 else "")
+        s = f"cost per {what}: {self.cost_us:.3g}{err} (fit over {cells})"
         if self.moving:
-            s += "; " + ", ".join(LABEL[c] for c in self.moving) + " differ in step with it, "
+            s += "; " + ", ".join(LABEL[c] for c in self.moving) + " differ with it, "
             s += "so this is their cost together"
         return s
 
