@@ -72,6 +72,7 @@ class Options:
     to_fn: tuple[str, ...] = ()  # ... down to the first of these, cut below it
     collapse: bool = False
     keep: tuple[str, ...] = ()  # more frames --collapse keeps
+    landmarks: bool = True  # --collapse keeps LANDMARKS too
     app_frames: int = 1  # application frames kept above the outermost CUDA frame
     kinds: tuple[str, ...] = ()  # map, unmap, flush, iova; empty: all
     probes: tuple[str, ...] = ()  # only these probes; empty: all
@@ -169,7 +170,11 @@ def _internal(fr: Frame) -> bool:
 
 
 def _kept(fr: list[Frame], opts: Options) -> list[bool]:
-    """Which frames --collapse keeps: layer entry/exit, CUDA API, landmarks, endpoints."""
+    """Which frames --collapse keeps: layer entry/exit, CUDA API, landmarks, endpoints.
+
+    The syscall layer keeps its user-side wrapper and the kernel's handler, not
+    the entry frames between them.
+    """
     layers = [frames.layer_of(f) for f in fr]
     keep_names = set(opts.keep) | set(opts.from_fn) | set(opts.to_fn)
     out = []
@@ -178,10 +183,11 @@ def _kept(fr: list[Frame], opts: Options) -> list[bool]:
         last = i == len(fr) - 1 or layers[i + 1] != layers[i]
         base = frames.base_name(f.fn)
         out.append(
-            (last or (first and layers[i] not in ("syscall",)))
+            last
+            or (first and layers[i] != "syscall")
+            or (layers[i] == "syscall" and not f.kernel)  # the libc wrapper: ioctl
             or frames.is_cuda_api(f)
-            or base in LANDMARKS
-            or bool(_LANDMARK_RE.match(base))
+            or (opts.landmarks and (base in LANDMARKS or bool(_LANDMARK_RE.match(base))))
             or any(matches(f, n) for n in keep_names)
             or f.fn == NO_KSTACK
         )
@@ -189,7 +195,7 @@ def _kept(fr: list[Frame], opts: Options) -> list[bool]:
 
 
 def to_nodes(fr: list[Frame], opts: Options) -> list[Node]:
-    """Frames -> nodes: unnamed runs always merge; --collapse merges driver-internal runs."""
+    """Frames -> nodes: unnamed runs always merge; --collapse merges the frames it drops."""
     kept = _kept(fr, opts) if opts.collapse else [True] * len(fr)
     kept = [k and not _internal(f) for k, f in zip(kept, fr, strict=True)]
     out: list[Node | list[Frame]] = []
@@ -208,24 +214,22 @@ def to_nodes(fr: list[Frame], opts: Options) -> list[Node]:
         if isinstance(item, Node):
             nodes.append(item)
             continue
-        if len(item) == 1 and not _internal(item[0]):
-            nodes.append(_node(item[0]))
-            continue
-        prev = out[i - 1] if i > 0 else None
-        nxt = out[i + 1] if i + 1 < len(out) else None
+        prev = next((x for x in reversed(out[:i]) if isinstance(x, Node)), None)
+        nxt = next((x for x in out[i + 1 :] if isinstance(x, Node)), None)
         nodes.append(_run_node(item, prev, nxt))
     return nodes
 
 
-def _run_node(run: list[Frame], prev, nxt) -> Node:
+def _run_node(run: list[Frame], prev: Node | None, nxt: Node | None) -> Node:
     f = run[0]
     layer = frames.layer_of(f)
-    # Identity by neighbours: the stripped frames under cuMemHostAlloc are not
-    # those under cuMemFreeHost, and merging them would join unrelated paths.
-    p = prev.id if isinstance(prev, Node) else "^"
-    n = nxt.id if isinstance(nxt, Node) else "$"
+    # Identity by the named frames around the run and its own ends: the stripped
+    # frames under cuMemHostAlloc are not those under cuMemFreeHost, and merging
+    # them would join paths that never met.
+    p = prev.id if prev else "^"
+    n = nxt.id if nxt else "$"
     what = "internal" if all(_internal(x) for x in run) else "frames"
-    nid = f"⋯{what} [{f.obj}] {p} > {n}"
+    nid = f"⋯{what} [{f.obj}] {p} > {run[0].fn}..{run[-1].fn} > {n}"
     return Node(nid, f"({what})", f.obj, layer, "⋯", f.kernel, len(run), run=True)
 
 

@@ -36,6 +36,8 @@ def _caption(t) -> str:
 @click.option("--collapse", is_flag=True,
               help="draw runs of internal driver/kernel frames as one node")  # fmt: skip
 @click.option("--keep", multiple=True, metavar="FUNC", help="a frame --collapse must keep")
+@click.option("--landmarks/--no-landmarks", default=True, show_default=True,
+              help="--collapse keeps the driver functions that tell the story")  # fmt: skip
 @click.option("--kind", "kinds", multiple=True, type=click.Choice(KINDS),
               help="only these kernel events (default: all)")  # fmt: skip
 @click.option("--probe", "probes", multiple=True, help="only events of this probe (dma_map_sg…)")
@@ -47,8 +49,10 @@ def _caption(t) -> str:
 @click.option("--caption/--no-caption", default=True, show_default=True,
               help="name the trace, host, kernel and IOMMU mode under the graph")  # fmt: skip
 @click.option("--rankdir", type=click.Choice(["TB", "LR"]), default="TB", show_default=True)
-def callgraph(trace, output, fmt, from_fn, to_fn, collapse, keep, kinds, probes, app_frames,
-                  edge_labels, no_legend, caption, rankdir) -> None:  # fmt: skip
+@click.option("--runs", type=click.Choice(["edges", "nodes"]), default="edges", show_default=True,
+              help="draw frames left out as a dashed edge, or as a node")  # fmt: skip
+def callgraph(trace, output, fmt, from_fn, to_fn, collapse, keep, landmarks, kinds, probes,
+              app_frames, edge_labels, no_legend, caption, rankdir, runs) -> None:  # fmt: skip
     """Draw the CUDA -> ioctl -> driver -> DMA/IOMMU call paths of a trace's mappings.
 
     \b
@@ -62,7 +66,8 @@ def callgraph(trace, output, fmt, from_fn, to_fn, collapse, keep, kinds, probes,
 
     t = load_trace(trace)
     opts = cg.Options(
-        from_fn=from_fn, to_fn=to_fn, collapse=collapse, keep=keep, app_frames=app_frames,
+        from_fn=from_fn, to_fn=to_fn, collapse=collapse, keep=keep, landmarks=landmarks,
+        app_frames=app_frames,
         kinds=kinds, probes=probes,
     )  # fmt: skip
     evs = cg.dma_events.kernel_events(t)
@@ -79,7 +84,7 @@ def callgraph(trace, output, fmt, from_fn, to_fn, collapse, keep, kinds, probes,
     else:
         d = render_graph.to_dot(
             g, edge_labels=edge_labels, legend=not no_legend,
-            caption=_caption(t) if caption else None, rankdir=rankdir,
+            caption=_caption(t) if caption else None, rankdir=rankdir, runs=runs,
         )  # fmt: skip
         try:
             render_graph.write(d, output, fmt)

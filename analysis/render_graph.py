@@ -51,13 +51,37 @@ def events_text(
     return out
 
 
+def _run_text(a: dict) -> str:
+    """'⋯ 11 internal frames' for a run of frames drawn as one node or edge."""
+    lo, hi = a["frames_min"], a["frames_max"]
+    n = f"{lo}" if lo == hi else f"{lo}–{hi}"
+    what = "internal frame" if a["fn"] == "(internal)" else "frame"
+    return f"⋯ {n} {what}{'s' if hi > 1 else ''}"
+
+
+def contract_runs(g: nx.DiGraph) -> nx.DiGraph:
+    """Runs of frames between two drawn functions become dashed edges (`via`).
+
+    A run that starts or ends a path, or sits next to another run, stays a node.
+    """
+    h = g.copy()
+    for r in [n for n, a in g.nodes(data=True) if a["run"]]:
+        if h.in_degree(r) != 1 or h.out_degree(r) != 1:
+            continue
+        (u,), (v,) = list(h.predecessors(r)), list(h.successors(r))
+        if h.nodes[u]["run"] or h.nodes[v]["run"] or h.has_edge(u, v):
+            continue
+        attrs = dict(h.edges[r, v])
+        attrs["via"] = _run_text(h.nodes[r])
+        h.remove_node(r)
+        h.add_edge(u, v, **attrs)
+    return h
+
+
 def _node_label(a: dict) -> str:
     esc = html.escape
     if a["run"]:  # a run of frames drawn as one node
-        lo, hi = a["frames_min"], a["frames_max"]
-        n = f"{lo}" if lo == hi else f"{lo}–{hi}"
-        what = "internal frame" if a["fn"] == "(internal)" else "frame"
-        return f"<<I>⋯ {n} {what}{'s' if hi > 1 else ''}</I>>"
+        return f"<<I>{_run_text(a)}</I>>"
     name = "<BR/>".join(esc(x) for x in a["label"].split("\n"))
     lines = [f"<B>{name}</B>" if a["calls"] else name]
     small = []
@@ -99,30 +123,29 @@ def _label_edges(g: nx.DiGraph, mode: str) -> set[tuple[str, str]]:
 
 
 def _legend(layers: list[str], collapsed: bool, caption: str | None) -> str:
-    """The legend as an HTML table: swatches in rows of up to 5, then the notes."""
-    cells = [
+    """The legend as an HTML table: a row of swatches, then the notes, then the caption."""
+    swatches = "".join(
         f'<TD BGCOLOR="{LAYERS[k].fill}" COLOR="{LAYERS[k].border}" BORDER="1" WIDTH="14"> </TD>'
-        f'<TD ALIGN="LEFT">{html.escape(LAYERS[k].title)}</TD>'
+        f'<TD ALIGN="LEFT">{html.escape(LAYERS[k].title)}  </TD>'
         for k in layers
+    )
+    # The swatches sit in a table of their own: sharing columns with the long
+    # notes below would stretch them.
+    rows = [
+        '<TR><TD ALIGN="LEFT"><TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="1">'
+        f"<TR>{swatches}</TR></TABLE></TD></TR>"
     ]
-    per = 5
-    rows = ["<TR>" + "".join(cells[i : i + per]) + "</TR>" for i in range(0, len(cells), per)]
-    span = 2 * min(per, max(len(cells), 1))
     notes = [
         "edge: events that went through it · bytes (width ∝ log events)",
-        "<B>bold</B>: a probed call and how often it was called",
+        "<B>bold</B>: a probed call, and how often it was called",
     ]
     if collapsed:
-        notes.append("<I>⋯ n frames</I>: frames inside one layer drawn as one node")
+        notes.append("<I>⋯ n frames</I>, dashed: frames of one layer left out")
     if caption:
         notes.append(html.escape(caption))
-    rows.append(
-        f'<TR><TD COLSPAN="{span}" ALIGN="LEFT"><FONT POINT-SIZE="8">'
-        + '<BR ALIGN="LEFT"/>'.join(notes)
-        + '<BR ALIGN="LEFT"/></FONT></TD></TR>'
-    )
+    rows += [f'<TR><TD ALIGN="LEFT"><FONT POINT-SIZE="8">{n}</FONT></TD></TR>' for n in notes]
     return (
-        '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="2" CELLPADDING="1">'
+        '<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">'
         + "".join(rows)
         + "</TABLE>>"
     )
@@ -135,7 +158,11 @@ def to_dot(
     legend: bool = True,
     caption: str | None = None,
     rankdir: str = "TB",
+    runs: str = "edges",
 ) -> graphviz.Digraph:
+    """The graphviz drawing; `runs` draws runs of frames as dashed "edges" or as "nodes"."""
+    if runs == "edges":
+        g = contract_runs(g)
     d = graphviz.Digraph("callgraph")
     d.attr(
         rankdir=rankdir,
@@ -161,14 +188,20 @@ def to_dot(
     for u, v, a in g.edges(data=True):
         n = sum(a["events"].values())
         attrs = {"penwidth": str(_edge_width(n, top))}
-        if (u, v) in labelled:
-            lines = events_text(a["events"], a["bytes"], a["lb"])
-            attrs["label"] = " " + "\\l ".join(lines) + "\\l"
+        lines = [html.escape(x) for x in events_text(a["events"], a["bytes"], a["lb"])]
+        lines = lines if (u, v) in labelled else []
+        if a.get("via"):
+            attrs["style"] = "dashed"
+            lines.insert(0, f'<FONT COLOR="#595959"><I>{html.escape(a["via"])}</I></FONT>')
+        if lines:
+            attrs["label"] = "<" + "".join(f'{x}<BR ALIGN="LEFT"/>' for x in lines) + ">"
         d.edge(ids[u], ids[v], **attrs)
     # The legend is the graph's label: drawn below the layout, it moves no node.
     if legend:
         present = [k for k in LAYER_ORDER if any(a["layer"] == k for _, a in g.nodes(data=True))]
-        collapsed = any(a["run"] for _, a in g.nodes(data=True))
+        collapsed = any(a["run"] for _, a in g.nodes(data=True)) or any(
+            a.get("via") for _, _, a in g.edges(data=True)
+        )
         d.attr(label=_legend(present, collapsed, caption), labelloc="b", labeljust="l",
                fontsize="9")  # fmt: skip
     elif caption:

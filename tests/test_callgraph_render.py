@@ -9,6 +9,7 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from conftest import TRACES, cli, one_line_error
 
 ADHOC = str(TRACES / "h100" / "h100-copies-adhoc.iot")
@@ -35,7 +36,10 @@ def test_dot_holds_the_path_and_only_it(tmp_path):
     assert "__dma_map_sg_attrs" not in names  # below --to
     assert not [n for n in names if n.startswith("uvm_") or "unmap" in n or n.startswith("cuInit")]
     edges = re.findall(r"(n\d+) -> (n\d+)", text)
-    assert len(edges) == len(names) - 1 + 2  # one chain, plus the 2 unnamed runs drawn as nodes
+    assert len(edges) == len(names) - 1  # one chain
+    # the unnamed frames (cudart linked into cupy, stripped libcuda) are dashed edges
+    assert "⋯ 2 internal frames" in text and "⋯ 11 internal frames" in text
+    assert text.count("style=dashed") == 2
     assert "4 maps · 36 MiB" in text
     assert "CUDA runtime (libcudart)" in text and "nvidia.ko" in text  # the legend
     assert "nvidia_uvm.ko" not in text  # only layers drawn are in the legend
@@ -56,6 +60,16 @@ def test_svg_pdf_png(tmp_path, ext, magic):
         for s in ("cudaHostAlloc", "cudaFreeHost", "osIovaMap", "osIovaUnmap", "dma_unmap_sg",
                   "frames", "IOMMU off"):  # fmt: skip
             assert s in svg, s
+
+
+def test_runs_as_nodes(tmp_path):
+    out = tmp_path / "p.dot"
+    p = cli("callgraph", ADHOC, "--from", "cudaHostAlloc", "--collapse", "--runs", "nodes",
+            "-o", str(out))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    text = out.read_text()
+    assert "<I>⋯ 11 internal frames</I>" in text and "style=dashed" not in text
+    assert "<I>⋯ 12 frames</I>" in text  # nvidia.ko frames between the kept ones
 
 
 def test_whole_graph_and_json(tmp_path):
