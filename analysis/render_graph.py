@@ -101,7 +101,7 @@ def _node_label(a: dict) -> str:
 
 
 def _edge_width(n: int, top: int) -> float:
-    return round(0.7 + 3.3 * math.log1p(n) / math.log1p(max(top, 1)), 2)
+    return round(0.8 + 2.2 * math.log1p(n) / math.log1p(max(top, 1)), 2)
 
 
 def _label_edges(g: nx.DiGraph, mode: str) -> set[tuple[str, str]]:
