@@ -34,7 +34,7 @@ def _caption(t) -> str:
 @click.option("--to", "to_fn", multiple=True, metavar="FUNC",
               help="keep paths reaching FUNC, drawn down to it (repeatable)")  # fmt: skip
 @click.option("--collapse", is_flag=True,
-              help="draw runs of internal driver/kernel frames as one node")  # fmt: skip
+              help="leave out frames inside a layer but the telling ones (dashed)")  # fmt: skip
 @click.option("--keep", multiple=True, metavar="FUNC", help="a frame --collapse must keep")
 @click.option("--landmarks/--no-landmarks", default=True, show_default=True,
               help="--collapse keeps the driver functions that tell the story")  # fmt: skip

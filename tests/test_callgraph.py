@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import networkx as nx
 import pytest
-from conftest import TRACES
+
 from iommu_trace.analysis import callgraph as cg
 from iommu_trace.analysis import frames
 from iommu_trace.tracefile.reader import load
+
+from conftest import TRACES
 
 H100 = TRACES / "h100"
 MIB = 1 << 20
@@ -222,3 +224,20 @@ def test_labels_are_readable():
         assert frames.label(p("_ZN2at4cuda3fooEv [libx.so]", False)) == "cuda::foo"
     assert frames.short_object("libcuda.so.580.159.04", False) == "libcuda.so"
     assert frames.short_object("runtime.cpython-312-x86_64-linux-gnu.so", False) == "runtime.so"
+
+
+def test_layers_of_iommu_and_dma_frames():
+    def layer(s: str) -> str:
+        return frames.layer_of(frames.parse(s, kernel=True))
+
+    for fn in ("iommu_dma_map_page", "__iommu_dma_map", "iommu_map_atomic", "__iommu_map",
+               "__iommu_unmap", "intel_iommu_tlb_sync", "alloc_iova_fast", "free_iova_fast",
+               "queue_iova", "fq_flush_timeout", "qi_submit_sync", "iommu_dma_map_sg"):  # fmt: skip
+        assert layer(f"{fn} [kernel]") == "iommu", fn
+    for fn in ("dma_map_page_attrs", "dma_map_phys", "__dma_map_sg_attrs", "dma_unmap_sg_attrs",
+               "swiotlb_map"):  # fmt: skip
+        assert layer(f"{fn} [kernel]") == "dma_api", fn
+    assert layer("uvm_gpu_map_cpu_pages [nvidia_uvm]") == "nvidia_uvm"
+    assert layer("osIovaMap [nvidia]") == "nvidia"
+    assert layer("__x64_sys_ioctl [kernel]") == "syscall"
+    assert layer("do_exit [kernel]") == "kernel"
