@@ -153,10 +153,24 @@ def origin(ev: dict) -> str:
         return " > ".join(names) + " (user stack; not probed)"
     kernel = [frames.parse(s, kernel=True) for s in ev.get("kstack") or []]
     if kernel:
-        exiting = any(f.fn in ("do_exit", "do_group_exit") for f in kernel)
+        fns = {f.fn for f in kernel}
         mod = [f for f in kernel if frames.layer_of(f) in ("nvidia", "nvidia_uvm")]
-        where = f"{mod[-1].fn} [{mod[-1].obj}]" if mod else kernel[-1].fn
-        return ("process exit: " if exiting else "kernel: ") + where
+        if mod:  # the GPU driver's entry point says more than the kernel's
+            where = f"{mod[-1].fn} [{mod[-1].obj}]"
+        else:  # who called the DMA API
+            caller = [f for f in kernel if frames.layer_of(f) not in ("dma_api", "iommu")]
+            where = caller[0].fn if caller else kernel[0].fn
+        if fns & {"do_exit", "do_group_exit"}:
+            how = "process exit"
+        elif any("interrupt" in f or f.endswith("_irq") for f in fns):
+            how = "interrupt"
+        elif any(f.startswith("entry_SYSCALL") for f in fns):
+            how = "system call"
+        elif "kthread" in fns:
+            how = "kernel thread"
+        else:
+            how = "kernel"
+        return f"{how}: {where}"
     if user:
         app = [f for f in user if frames.layer_of(f) == "app" and not f.unknown]
         return f"{app[0].fn} (user stack)" if app else "user stack without names"

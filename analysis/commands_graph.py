@@ -231,9 +231,10 @@ def _print_unexplained(a: attribution.Attribution, groups: list[dict]) -> None:
         f"DMA/IOMMU events: {n}; caused by a recorded CUDA call: {n - len(a.unexplained)}; "
         f"no call explains: {len(a.unexplained)}"
     )
-    for g in groups:
-        what = ", ".join(events_text(g["events"], g["bytes"], g["lb"]))
-        click.echo(f"  {what:<36} {g['comm']:<16} {g['origin']}")
+    rows = [(", ".join(events_text(g["events"], g["bytes"], g["lb"])), g["comm"], g["origin"])
+            for g in groups]  # fmt: skip
+    if rows:
+        _table([("  " + a, b, c) for a, b, c in rows], left={0, 1, 2})
 
 
 def _table(rows: list[tuple], left: set[int]) -> None:
