@@ -6,10 +6,12 @@ import json
 import re
 
 import pytest
-from conftest import TRACES, cli
+
 from iommu_trace.analysis import attribution as at
 from iommu_trace.analysis import frames
 from iommu_trace.tracefile.reader import load
+
+from conftest import TRACES, cli
 
 H100 = TRACES / "h100"
 PHASES = json.loads((H100 / "phases.json").read_text())["traces"]

@@ -16,6 +16,7 @@ import os
 from collections import Counter
 
 import pytest
+
 from conftest import TRACES, cli
 
 H100 = TRACES / "h100"
