@@ -86,7 +86,8 @@ def arch_plot(path: str, singles: list, comps: list[Comparison]) -> None:
         ax.set_xticklabels(
             [human_size(int(s)).replace(" ", "") for s in sizes], rotation=60, fontsize=7
         )
-        ax.set_title(" ".join(x for x in (mem, direc, mode) if x and x != "-"), fontsize=9)
+        words = dict.fromkeys(x for x in (mem, direc, mode) if x and x != "-")  # dd: "read" once
+        ax.set_title(" ".join(words), fontsize=9)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(facets) :]:

@@ -78,6 +78,7 @@ def single_text(name: str, res: Results, cells: pd.DataFrame, outside: dict) -> 
     ]
     legend = ", ".join(f"{SHORT[c]} = {LABEL[c]}" for c in cats)
     lines.append(f"OPS = {unit}s timed; events per {unit}: {legend}.")
+    lines += [n + "." for n in res.notes]
     unrec = [LABEL[c] for c in CATEGORIES if c not in cats]
     if unrec:
         lines.append(f"Not recordable in this trace (probe absent): {', '.join(unrec)}.")
