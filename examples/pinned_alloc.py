@@ -2,6 +2,11 @@
 
     sudo iommu-trace record -o alloc.iot -- python examples/pinned_alloc.py
     sudo iommu-trace record -o alloc.iot -- python examples/pinned_alloc.py --lib torch
+    sudo iommu-trace record -o alloc.iot -- python examples/pinned_alloc.py --lib cudart
+
+--lib cudart calls libcudart itself through ctypes (cudaMallocHost,
+cudaHostRegister, cudaMemcpy, cudaFreeHost by those names); cupy and torch
+allocate pinned memory with cudaHostAlloc(n, 0), which is the same thing.
 
 Each phase prints a marker line with a monotonic timestamp, so a trace's
 events can be told apart by phase.
@@ -61,6 +66,62 @@ def with_cupy(args) -> None:
     mark("done")
 
 
+def _load_cudart() -> ctypes.CDLL:
+    import glob
+    import site
+
+    names = ["libcudart.so.13", "libcudart.so.12", "libcudart.so"]
+    dirs = [f"{s}/nvidia/*/lib" for s in site.getsitepackages()] + ["/usr/local/cuda/lib64"]
+    for pattern in [f"{d}/{n}" for d in dirs for n in names]:
+        for path in glob.glob(pattern):
+            return ctypes.CDLL(path)
+    for n in names:
+        try:
+            return ctypes.CDLL(n)
+        except OSError:
+            pass
+    raise ImportError("libcudart not found (install a CUDA runtime or torch)")
+
+
+def with_cudart(args) -> None:
+    rt = _load_cudart()
+    vp = ctypes.c_void_p
+
+    def check(rc: int, what: str) -> None:
+        if rc != 0:
+            raise SystemExit(f"pinned_alloc: {what} failed with cudaError {rc}")
+
+    dev = vp()
+    check(rt.cudaMalloc(ctypes.byref(dev), ctypes.c_size_t(max(SIZES))), "cudaMalloc")
+    check(rt.cudaDeviceSynchronize(), "cudaDeviceSynchronize")
+    h2d, d2h = 1, 2  # cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost
+    mark("malloc-host")
+    ptrs = []
+    for n in SIZES:
+        for _ in range(args.repeat):
+            p = vp()
+            check(rt.cudaMallocHost(ctypes.byref(p), ctypes.c_size_t(n)), "cudaMallocHost")
+            ptrs.append((p, n))
+    mark("copies-pinned")
+    for p, n in ptrs:
+        check(rt.cudaMemcpy(dev, p, ctypes.c_size_t(n), h2d), "cudaMemcpy")
+        check(rt.cudaMemcpy(p, dev, ctypes.c_size_t(n), d2h), "cudaMemcpy")
+    mark("free-host")
+    for p, _ in ptrs:
+        check(rt.cudaFreeHost(p), "cudaFreeHost")
+    mark("host-register")
+    bufs = [mmap.mmap(-1, n) for n in SIZES]
+    addrs = [vp(ctypes.addressof(ctypes.c_char.from_buffer(b))) for b in bufs]
+    for a, n in zip(addrs, SIZES, strict=True):
+        check(rt.cudaHostRegister(a, ctypes.c_size_t(n), 0), "cudaHostRegister")
+        check(rt.cudaMemcpy(dev, a, ctypes.c_size_t(n), h2d), "cudaMemcpy")
+    mark("host-unregister")
+    for a in addrs:
+        check(rt.cudaHostUnregister(a), "cudaHostUnregister")
+    check(rt.cudaFree(dev), "cudaFree")
+    mark("done")
+
+
 def with_torch(args) -> None:
     import torch
 
@@ -86,11 +147,11 @@ def with_torch(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lib", choices=["cupy", "torch"], default="cupy")
+    ap.add_argument("--lib", choices=["cupy", "torch", "cudart"], default="cupy")
     ap.add_argument("--repeat", type=int, default=2, help="allocations of each size")
     args = ap.parse_args()
     try:
-        (with_cupy if args.lib == "cupy" else with_torch)(args)
+        {"cupy": with_cupy, "torch": with_torch, "cudart": with_cudart}[args.lib](args)
     except ImportError as e:
         raise SystemExit(f"pinned_alloc: {args.lib} is not installed ({e})") from None
 
