@@ -11,11 +11,14 @@ import math
 import os
 import shutil
 from collections import Counter
+from typing import TYPE_CHECKING
 
-import graphviz
 import networkx as nx
 
 from .frames import LAYER_ORDER, LAYERS
+
+if TYPE_CHECKING:  # drawing needs graphviz; recording and reading traces must not
+    import graphviz
 
 FORMATS = ("svg", "pdf", "png", "dot")
 FONT = "Helvetica"
@@ -163,6 +166,8 @@ def to_dot(
     """The graphviz drawing; `runs` draws runs of frames as dashed "edges" or as "nodes"."""
     if runs == "edges":
         g = contract_runs(g)
+    import graphviz  # noqa: PLC0415 - recording must not need the drawing package
+
     d = graphviz.Digraph("callgraph")
     d.attr(
         rankdir=rankdir,
@@ -211,6 +216,8 @@ def to_dot(
 
 def write(d: graphviz.Digraph, path: str, fmt: str | None = None) -> str:
     """Write the drawing to `path`; the format comes from `fmt` or the extension."""
+    import graphviz  # noqa: PLC0415
+
     fmt = (fmt or os.path.splitext(path)[1].lstrip(".") or "svg").lower()
     if fmt == "gv":
         fmt = "dot"

@@ -47,3 +47,21 @@ def test_wheel_installs_and_runs(tmp_path):
                        env=env, cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert '"name": "dma_map"' in p.stdout  # the catalog came with the wheel
+
+
+def test_recording_needs_no_drawing_packages():
+    """GPU nodes may lack graphviz, matplotlib or pyroute2: record and info must not import them."""
+    code = (
+        "import sys\n"
+        "for m in ('graphviz', 'matplotlib', 'pyroute2', 'duckdb'):\n"
+        "    sys.modules[m] = None  # any import of these now fails\n"
+        "sys.argv = ['iommu-trace', '--help']\n"
+        "from iommu_trace import cli\n"
+        "try:\n"
+        "    cli.main()\n"
+        "except SystemExit as e:\n"
+        "    sys.exit(e.code)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "record" in p.stdout
