@@ -44,8 +44,10 @@ def overhead(traces, results, plot, fmt, phases) -> None:
       iommu-trace overhead off.iot strict.iot -o arch.svg  # overhead % and cost per event
       iommu-trace overhead pt.iot strict.iot lazy.iot     # each against the first (lab sweeps)
       iommu-trace overhead --phases flexgen.iot           # prefill vs decode, per token
-    Results come from TRACE.bench.csv (bench memcpy), TRACE.workload.json (lab,
-    examples/flexgen_run.py), the trace's workload metadata, or --results.
+
+    Results come from --results, else TRACE.bench.csv (bench memcpy), else
+    TRACE.workload.json (lab, examples/flexgen_run.py), else the trace's
+    workload metadata (record --workload-result).
     """
     from ..cli import UserError, load_trace
 

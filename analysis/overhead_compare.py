@@ -20,9 +20,10 @@ from .overhead_data import CATEGORIES, KEYS, LABEL
 # fewer than one event per 100 operations apart: "the same" (stray events from
 # other work in the window would otherwise count as a difference)
 SAME_PER_OP = 0.01
-# Which category a fit names when several differ together: the IOMMU unmap where it
-# differs (one per mapped request: the transaction whose parts - map, IOVA, flush -
-# move with it), else the IOTLB flush (strict vs lazy: same maps, other flushes)
+# Which category a fit names when several differ: the one differing in the most cells
+# (strict vs lazy: the flush, while a stray split request may change an unmap count in
+# one cell); on a tie the first here: the IOMMU unmap (one per mapped request, the
+# transaction whose map, IOVA and flush move with it), then the flush
 FIT_ORDER = ["iommu_unmap", "flush", "iommu_map", "iova_alloc", "dma_unmap", "dma_map"]
 
 
@@ -32,16 +33,22 @@ class Fit:
     cost_us: float  # per event
     err_us: float  # standard error (nan when it cannot be estimated)
     cells: int
-    moving: list[str] = field(default_factory=list)  # other categories differing in step
+    moving: dict[str, int] = field(default_factory=dict)  # other differing kinds: in N cells
 
     def text(self) -> str:
         err = f" +- {self.err_us:.3g} us" if math.isfinite(self.err_us) else " us (no spread known)"
         what = {"flush": "IOTLB flush"}.get(self.category, LABEL[self.category].rstrip("s"))
         cells = f"{self.cells} cell" + ("s" if self.cells != 1 else "")
         s = f"cost per {what}: {self.cost_us:.3g}{err} (fit over {cells})"
-        if self.moving:
-            s += "; " + ", ".join(LABEL[c] for c in self.moving) + " differ with it, "
+        if math.isfinite(self.err_us) and abs(self.cost_us) < 2 * self.err_us:
+            s += ", not distinguishable from zero at this spread"
+        together = [c for c, n in self.moving.items() if n >= self.cells]
+        partly = [f"{LABEL[c]} in {n}" for c, n in self.moving.items() if n < self.cells]
+        if together:
+            s += "; " + ", ".join(LABEL[c] for c in together) + " differ with it in every cell, "
             s += "so this is their cost together"
+        if partly:
+            s += "; also differing in some cells: " + ", ".join(partly)
         return s
 
 
@@ -107,14 +114,18 @@ def compare(
             if ((j[c + "_other"] - j[c + "_base"]).abs() >= SAME_PER_OP).any():
                 differing.append(c)
     fit = None
-    primary = next((c for c in FIT_ORDER if c in differing), None)
+    ndiff = {
+        c: int(((j[c + "_other"] - j[c + "_base"]).abs() >= SAME_PER_OP).sum()) for c in differing
+    }
+    primary = min(differing, key=lambda c: (-ndiff[c], FIT_ORDER.index(c)), default=None)
     if primary:
         dn_all = (out[primary + "_other"] - out[primary + "_base"]).to_numpy(float)
         sel = np.abs(dn_all) >= SAME_PER_OP
         dt, sg = out["dlat_us"].to_numpy(float), sig.to_numpy(float)
         c, err = fit_cost(dn_all[sel], dt[sel], sg[sel])
         out["cost_us"] = np.where(sel, out["dlat_us"] / np.where(sel, dn_all, 1), np.nan)
-        fit = Fit(primary, c, err, int(sel.sum()), [x for x in differing if x != primary])
+        moving = {x: ndiff[x] for x in differing if x != primary}
+        fit = Fit(primary, c, err, int(sel.sum()), moving)
     stmt = statement(out, recordable, differing, fit, base_name, other_name, modes)
     return Comparison(base_name, other_name, out, recordable, differing, fit, stmt)
 

@@ -1,9 +1,10 @@
 """The study's "arch" plot: overhead % against region size, one line per access pattern.
 
 One panel per (memory, direction, mode).  With several comparisons (lab: strict
-and lazy against passthrough) each gets its own line style.  Where the fit found
-a differing event kind, its count per operation is drawn dotted on a right axis,
-so the curve and the events that explain it sit side by side.  With a single
+and lazy against passthrough) each gets its own line style.  The compared trace's
+count per operation of the explaining event kind is drawn dotted on a right axis,
+so the curve and the events that explain it sit side by side (flushes per
+operation where they differ, else the fitted kind).  With a single
 trace the panels show bandwidth instead.
 """
 
@@ -25,6 +26,15 @@ def _facets(df: pd.DataFrame) -> list[tuple[str, str, str]]:
     return list(dict.fromkeys(zip(df["memory"], df["direction"], df["mode"], strict=True)))
 
 
+def _explaining(cmp: Comparison | None) -> str | None:
+    """The event kind drawn beside the curve: flushes where they differ, else the fitted kind."""
+    if cmp is None:
+        return None
+    if "flush" in cmp.differing:
+        return "flush"
+    return cmp.fit.category if cmp.fit else None
+
+
 def arch_plot(path: str, singles: list, comps: list[Comparison]) -> None:
     import matplotlib  # noqa: PLC0415 - only this option needs it
 
@@ -44,41 +54,28 @@ def arch_plot(path: str, singles: list, comps: list[Comparison]) -> None:
     nrows = math.ceil(len(facets) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
     patterns = list(dict.fromkeys(series[0][1]["pattern"]))
-    colors = {p: f"C{i}" for i, p in enumerate(patterns)}
+    # one pattern (the lab's dd): colour by compared trace instead
+    by_trace = len(patterns) == 1 and len(series) > 1
     for ax, (mem, direc, mode) in zip(axes.flat, facets, strict=False):
         twin = None
         for k, (name, df, ycol, ecol, cmp) in enumerate(series):
             f = df[(df["memory"] == mem) & (df["direction"] == direc) & (df["mode"] == mode)]
-            for p in patterns:
+            for i, p in enumerate(patterns):
                 g = f[f["pattern"] == p].sort_values("size")
                 if g.empty:
                     continue
+                color = f"C{k if by_trace else i}"
                 x = [math.log2(s) for s in g["size"]]
                 label = p if len(series) == 1 else f"{p}, {name}"
-                ax.errorbar(
-                    x,
-                    g[ycol],
-                    yerr=g[ecol].fillna(0),
-                    color=colors[p],
-                    ls=STYLES[k % len(STYLES)],
-                    marker="o",
-                    ms=3,
-                    capsize=2,
-                    label=label,
-                )
-                if cmp is not None and cmp.fit is not None:
+                ax.errorbar(x, g[ycol], yerr=g[ecol].fillna(0), color=color,
+                            ls=STYLES[0 if by_trace else k % len(STYLES)], marker="o", ms=3,
+                            capsize=2, label=label)  # fmt: skip
+                cat = _explaining(cmp)
+                if cat:
                     twin = twin or ax.twinx()
-                    c = cmp.fit.category
-                    twin.plot(
-                        x,
-                        g[c + "_other"] - g[c + "_base"],
-                        color=colors[p],
-                        ls=":",
-                        marker="x",
-                        ms=3,
-                        alpha=0.6,
-                    )
-                    twin.set_ylabel(f"extra {SHORT[c]} per op (dotted)", fontsize=8)
+                    twin.plot(x, g[cat + "_other"], color=color, ls=":", marker="x", ms=3,
+                              alpha=0.7)  # fmt: skip
+                    twin.set_ylabel(f"{SHORT[cat]} per op (dotted)", fontsize=8)
         if comps:
             ax.axhline(0, color="grey", lw=0.6)
         sizes = sorted(set(series[0][1]["size"]))
