@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+
 from iommu_trace.bench import memcpy, patterns, results, sidecar
 from iommu_trace.cli import cli
 

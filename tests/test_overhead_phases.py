@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from iommu_trace.analysis import phases
 from iommu_trace.cli import cli
 from iommu_trace.tracefile.reader import load
