@@ -14,14 +14,25 @@ import click
     "--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True
 )
 @click.option("--bins", default=10, show_default=True, help="timeline bins")
-def report(trace, fmt, bins) -> None:
+@click.option(
+    "--phases",
+    is_flag=True,
+    help="FlexGen traces: setup, prefill and decode, with DMA events and copy time per token",
+)
+def report(trace, fmt, bins, phases) -> None:
     """Counts and rates of maps, unmaps, IOTLB flushes and IOVA allocs in TRACE.
 
     Per device, by mapping size, over time, per phase (setup, each workload
     run, teardown), with the workload's measured throughput where known.
     """
-    from ..cli import load_trace
+    from ..cli import UserError, load_trace
     from . import report as rep
+
+    if phases:
+        from .overhead import print_phases
+
+        print_phases([trace], fmt, UserError, load_trace)
+        return
 
     r = rep.build(load_trace(trace), bins=bins)
     click.echo(

@@ -52,7 +52,7 @@ def overhead(traces, results, plot, fmt, phases) -> None:
     from ..cli import UserError, load_trace
 
     if phases:
-        _phases(traces, fmt, UserError, load_trace)
+        print_phases(traces, fmt, UserError, load_trace)
         return
     from . import overhead_compare as oc
     from . import overhead_data as od
@@ -99,7 +99,8 @@ def overhead(traces, results, plot, fmt, phases) -> None:
         click.echo(f"iommu-trace: plot written to {plot}", err=True)
 
 
-def _phases(traces, fmt, UserError, load_trace) -> None:  # noqa: N803 - passed-in class
+def print_phases(traces, fmt, UserError, load_trace) -> None:  # noqa: N803 - passed-in class
+    """FlexGen's setup/prefill/decode split (`overhead --phases`, `report --phases`)."""
     import json
 
     from . import phases as ph

@@ -112,3 +112,17 @@ def test_compare_needs_two_traces():
 def test_compare_rejects_unknown_plot_format(tmp_path):
     p = cli("compare", lab("lazy"), lab("strict"), "-o", str(tmp_path / "x.bmp"))
     assert "not supported" in one_line_error(p)
+
+
+def test_report_phases_on_the_flexgen_trace():
+    p = cli("report", "--phases", "--format", "json", str(TRACES / "flexgen" / "flexgen.iot"))
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    decode = next(r for r in doc["phases"] if r["phase"] == "decode")
+    assert decode["steps"] == 31
+    assert decode["dma_map"] == 2  # two pinned buffers in the first decode step, none after
+    assert doc["decode_steps_with_maps"] == [1]
+
+
+def test_report_phases_needs_phase_windows():
+    assert "no phase windows" in one_line_error(cli("report", "--phases", lab("strict")))
