@@ -48,45 +48,39 @@ CATEGORIES = (
 BY_NAME = {c.name: c for c in CATEGORIES}
 
 
-def mask(ev: pd.DataFrame, cat: Category) -> pd.Series:
-    m = pd.Series(False, index=ev.index)
-    if cat.probes:
-        m |= ev["probe"].isin(cat.probes)
-    if cat.groups:
-        m |= ev["group"].isin(cat.groups) & ev["op"].isin(cat.ops)
-    return m.fillna(False).astype(bool)
-
-
-def attached(trace: Trace) -> set[str]:
-    return {p["name"] for p in trace.meta.get("probes", []) if p.get("status") == "attach"}
+def probes_by_category(meta: dict) -> dict[str, list[str]]:
+    """Per category, the attached probes that count for it ([]: not recordable in this trace)."""
+    att = {p["name"]: p for p in meta.get("probes", []) if p.get("status") == "attach"}
+    out = {}
+    for cat in CATEGORIES:
+        if cat.name == "flush":
+            names = [n for n in FLUSH_ENTRY_PROBES if n in att]
+            names = names or [n for n in FLUSH_FALLBACK_PROBES if n in att]
+        else:
+            names = [
+                n for n, p in att.items()
+                if n in cat.probes or (p.get("group") in cat.groups and p.get("op") in cat.ops)
+            ]  # fmt: skip
+        out[cat.name] = names
+    return out
 
 
 def flush_probes(trace: Trace) -> tuple[str, ...]:
-    have = attached(trace)
-    entry = tuple(p for p in FLUSH_ENTRY_PROBES if p in have)
-    return entry or tuple(p for p in FLUSH_FALLBACK_PROBES if p in have)
+    return tuple(probes_by_category(trace.meta)["flush"])
 
 
 def category_mask(trace: Trace, ev: pd.DataFrame, name: str) -> pd.Series:
-    cat = BY_NAME[name]
-    if name == "flush":
-        cat = Category("flush", cat.label, probes=flush_probes(trace))
-    return mask(ev, cat)
+    probes = probes_by_category(trace.meta)[name]
+    return ev["probe"].isin(probes).fillna(False).astype(bool)
 
 
 def counts(trace: Trace, ev: pd.DataFrame | None = None) -> dict[str, int | None]:
     """Events per category; None where no probe of the category attached."""
     ev = trace.events if ev is None else ev
-    have = attached(trace)
-    out: dict[str, int | None] = {}
-    for cat in CATEGORIES:
-        probes = flush_probes(trace) if cat.name == "flush" else cat.probes
-        relevant = any(p in have for p in probes) or any(
-            p["group"] in cat.groups and p["op"] in cat.ops and p["status"] == "attach"
-            for p in trace.meta.get("probes", [])
-        )
-        out[cat.name] = int(category_mask(trace, ev, cat.name).sum()) if relevant else None
-    return out
+    return {
+        name: int(ev["probe"].isin(probes).sum()) if probes else None
+        for name, probes in probes_by_category(trace.meta).items()
+    }
 
 
 def unmaps(c: dict[str, int | None]) -> int | None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .events import probes_by_category
+
 KEYS = ["pattern", "size", "mode", "memory", "direction"]
 # Event categories, each from one layer, so none is counted twice:
 #   dma_*    what drivers ask of the DMA API (dma_map_page/sg ...), with or without an IOMMU
@@ -41,8 +43,6 @@ LABEL = {
     "flush": "IOTLB flushes",
     "iova_alloc": "IOVA allocations",
 }
-FLUSH_PROBES = ("iotlb_sync", "iotlb_flush_all")
-FLUSH_FALLBACK = ("qi_submit",)
 
 
 class ResultsError(ValueError):
@@ -172,21 +172,9 @@ def find_results(trace_path: str, meta: dict, explicit: str | None = None) -> Re
 
 
 def category_probes(meta: dict) -> dict[str, list[str]]:
-    """Per category, the attached probes that count for it ([] = not recordable in this trace)."""
-    att = {p["name"]: p for p in meta.get("probes", []) if p.get("status") == "attach"}
-
-    def pick(group: str, op: str) -> list[str]:
-        return [n for n, p in att.items() if p.get("group") == group and p.get("op") == op]
-
-    flush = [n for n in FLUSH_PROBES if n in att] or [n for n in FLUSH_FALLBACK if n in att]
-    return {
-        "dma_map": pick("dma", "map"),
-        "dma_unmap": pick("dma", "unmap"),
-        "iommu_map": pick("iommu-map", "map"),
-        "iommu_unmap": pick("iommu-map", "unmap"),
-        "flush": flush,
-        "iova_alloc": pick("iova", "iova_alloc"),
-    }
+    """Per category, the attached probes that count for it: the same as report's."""
+    every = probes_by_category(meta)
+    return {c: every[c] for c in CATEGORIES}
 
 
 def _times(events: pd.DataFrame, probes: list[str], dev: str | None) -> np.ndarray:
