@@ -26,11 +26,15 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; 
     say "creating .venv (with system site-packages, for BCC)"
     rm -rf .venv
     /usr/bin/python3 -m venv --system-site-packages .venv
-    .venv/bin/pip install -q -U pip setuptools wheel
+    .venv/bin/pip install -q -U pip setuptools wheel >/dev/null
 fi
 stamp=.venv/.iommu-trace-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     say "installing iommu-trace into .venv (editable, with test and lab extras)"
-    .venv/bin/pip install -q -e '.[test,lab]'
+    log=$(mktemp)
+    if ! .venv/bin/pip install -q -e '.[test,lab]' >"$log" 2>&1; then
+        cat "$log" >&2; say "pip install failed (log above)"; exit 1
+    fi
+    rm -f "$log"
     touch "$stamp"
 fi
