@@ -352,3 +352,15 @@ def test_foreign_parquet(tmp_path):
 
 def test_missing_file(tmp_path):
     assert "no such file" in one_line_error(cli("info", str(tmp_path / "nope.iot")))
+
+
+def test_a_catalog_that_cannot_compile_is_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[probe]]\nname = "forks"\ngroup = "process"\nop = "fork"\n'
+        '[[probe.target]]\ntracepoint = "sched:sched_process_fork"\n'
+        'fields = { count = "parent_comm" }\n'  # a string field read as a number
+    )
+    line = one_line_error(record(tmp_path / "x.iot", "--catalog", str(bad), cmd=("true",)))
+    assert "probe catalog: field parent_comm is a string" in line
+    assert not (tmp_path / "x.iot").exists()

@@ -33,7 +33,7 @@ class CodegenError(ValueError):
 
 def _tp_read(f: TpField) -> str:
     if f.data_loc:
-        raise CodegenError(f"field {f.name} is a string; only dev may be one")
+        raise CodegenError(f"field {f.name} is a string; only dev may hold one")
     if f.size not in _INT:
         raise CodegenError(f"field {f.name} has unsupported size {f.size}")
     ty = _SINT[f.size] if f.signed else _INT[f.size]

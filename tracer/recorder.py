@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,26 +79,23 @@ def _compile_error(text: str) -> str:
 
 def _compile(bcc, text: str):
     """BPF(text=...) with the compiler's first error turned into one line."""
-    r, w = os.pipe()
-    saved = os.dup(2)
-    os.dup2(w, 2)  # clang writes diagnostics to fd 2; keep them for the message
-    os.close(w)
-    try:
-        return bcc.BPF(text=text)
-    except Exception as e:
-        os.dup2(saved, 2)
-        os.set_blocking(r, False)
+    # clang writes diagnostics to fd 2: a file (not a pipe, which a long
+    # warning log could fill and block) keeps them for the message.
+    with tempfile.TemporaryFile() as diag:
+        saved = os.dup(2)
+        os.dup2(diag.fileno(), 2)
         try:
-            log = os.read(r, 1 << 20).decode(errors="replace")
-        except BlockingIOError:
-            log = ""
-        raise RecordError(
-            f"BPF program failed to compile: {_compile_error(log or str(e))}"
-        ) from None
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(r)
+            return bcc.BPF(text=text)
+        except Exception as e:
+            os.dup2(saved, 2)
+            diag.seek(0)
+            log = diag.read(1 << 20).decode(errors="replace")
+            raise RecordError(
+                f"BPF program failed to compile: {_compile_error(log or str(e))}"
+            ) from None
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _attach(b, att: codegen.Attachment) -> None:
@@ -180,7 +178,6 @@ class Recorder:
             hdr = headers.resolve()
         except headers.HeadersMissing as e:
             raise RecordError(str(e)) from None
-        self.log(f"kernel headers: {hdr.note}")
         if discover.tracefs() is None:
             raise RecordError(
                 "tracefs is not available (mount -t tracefs nodev /sys/kernel/tracing)"
@@ -215,16 +212,20 @@ class Recorder:
             raise RecordError("sched:sched_process_fork is missing: cannot follow children")
         follow_all = self.o.follow_all or (not self.o.command and self.o.pid is None)
         ringbuf = not self.o.perf_buffer and _kernel_version() >= (5, 8)
-        text, atts = codegen.generate(
-            resolved,
-            fork_child_offset=fork["child_pid"].offset,
-            follow_all=follow_all,
-            ringbuf=ringbuf,
-            ringbuf_pages=self.o.buffer_pages,
-        )
+        try:
+            text, atts = codegen.generate(
+                resolved,
+                fork_child_offset=fork["child_pid"].offset,
+                follow_all=follow_all,
+                ringbuf=ringbuf,
+                ringbuf_pages=self.o.buffer_pages,
+            )
+        except codegen.CodegenError as e:
+            raise RecordError(f"probe catalog: {e}") from None
         b = _compile(bcc, text)
         self._attach_all(b, resolved, atts)
         attached = [r for r in resolved if r.status == "attach"]
+        self.log(f"kernel headers: {hdr.note}")  # said once the program compiled against them
         self._report_missing(resolved)
         if not attached:
             raise RecordError("no probe could be attached on this kernel (see iommu-trace probes)")
