@@ -43,18 +43,24 @@ def nearest_distro_tree(release: str, root: str = "/usr/src") -> tuple[str, str]
     return best, common if os.path.isdir(common) else best
 
 
-def resolve(release: str | None = None, install: bool = True) -> Headers:
+def resolve(
+    release: str | None = None,
+    install: bool = True,
+    modules: str = "/lib/modules",
+    src: str = "/usr/src",
+    kheaders: str = "/sys/kernel/kheaders.tar.xz",
+) -> Headers:
     """Headers BCC will compile against; links a distro tree into /lib/modules if needed."""
     release = release or os.uname().release
-    build = f"/lib/modules/{release}/build"
+    build = f"{modules}/{release}/build"
     if os.path.exists(os.path.join(build, "Makefile")) or os.path.isdir(
         os.path.join(build, "include")
     ):
         return Headers("modules-build", os.path.realpath(build), f"{build}")
-    if os.path.exists("/sys/kernel/kheaders.tar.xz"):
+    if os.path.exists(kheaders):
         # BCC unpacks this itself when /lib/modules/.../build is missing.
-        return Headers("kheaders", "/sys/kernel/kheaders.tar.xz", "CONFIG_IKHEADERS archive")
-    tree = nearest_distro_tree(release)
+        return Headers("kheaders", kheaders, "CONFIG_IKHEADERS archive")
+    tree = nearest_distro_tree(release, src)
     if tree is None:
         raise HeadersMissing(
             f"no kernel headers for {release}: install them "
@@ -65,15 +71,14 @@ def resolve(release: str | None = None, install: bool = True) -> Headers:
     if install:
         if os.geteuid() != 0:
             raise HeadersMissing(
-                f"headers {b} exist but /lib/modules/{release}/build does not, "
-                "and linking it needs root"
+                f"headers {b} exist but {build} does not, and linking it needs root"
             )
-        os.makedirs(f"/lib/modules/{release}", exist_ok=True)
+        os.makedirs(f"{modules}/{release}", exist_ok=True)
         for name, dest in (("build", b), ("source", common)):
-            link = f"/lib/modules/{release}/{name}"
+            link = f"{modules}/{release}/{name}"
             if os.path.islink(link):
                 os.unlink(link)
             if not os.path.exists(link):
                 os.symlink(dest, link)
-        note += f"; linked into /lib/modules/{release}"
+        note += f"; linked into {modules}/{release}"
     return Headers("distro-package", b, note)
