@@ -26,7 +26,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; 
     say "creating .venv (with system site-packages, for BCC)"
     rm -rf .venv
     /usr/bin/python3 -m venv --system-site-packages .venv
-    .venv/bin/pip install -q -U pip setuptools wheel >/dev/null
+    .venv/bin/pip install -q -U pip setuptools wheel >/dev/null 2>&1 || say "could not upgrade pip (continuing with the venv's own)"
 fi
 stamp=.venv/.iommu-trace-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
