@@ -179,6 +179,8 @@ def plot(c: dict, path: str) -> None:
             ax.set_ylabel(ylabel)
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
+        axes[1].set_yscale("symlog", linthresh=1)  # lazy's few flushes stay visible beside strict's
+        axes[1].set_ylim(bottom=0)
     else:
         rate = [
             col["workload_flush_rate_per_s"] or col["rates_per_s"].get("flush") or 0 for col in cols
