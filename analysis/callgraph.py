@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -385,13 +385,6 @@ def find(g: nx.DiGraph, name: str) -> list[str]:
     return [
         n for n, a in g.nodes(data=True) if matches(Frame(a["fn"], a["obj"], a["kernel"]), name)
     ]
-
-
-def by_layer(g: nx.DiGraph) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    for n, a in g.nodes(data=True):
-        out[a["layer"]].append(n)
-    return dict(out)
 
 
 def to_json(g: nx.DiGraph) -> dict:
