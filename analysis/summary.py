@@ -62,6 +62,11 @@ def summarize(t: Trace) -> dict:
     }
 
 
+def _clip(text: str, n: int) -> str:
+    """Long values (a VM's kernel command line) cut for the terminal; --format json has all."""
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def to_json(s: dict) -> str:
     return json.dumps(s, indent=2, default=str)
 
@@ -78,7 +83,7 @@ def to_text(s: dict) -> str:
         if s["duration_s"] is not None
         else f"started    {s['start']}",
         f"host       {s['hostname']}  kernel {s['kernel']}",
-        f"cmdline    {s['cmdline']}",
+        f"cmdline    {_clip(s['cmdline'] or '', 160)}",
         f"iommu      {s['iommu_mode']}"
         + "".join(
             f"\n             group {g['group']}: {g['type']} ({', '.join(g['devices'][:4])}"
