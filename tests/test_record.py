@@ -364,3 +364,8 @@ def test_a_catalog_that_cannot_compile_is_one_line(tmp_path):
     line = one_line_error(record(tmp_path / "x.iot", "--catalog", str(bad), cmd=("true",)))
     assert "probe catalog: field parent_comm is a string" in line
     assert not (tmp_path / "x.iot").exists()
+
+
+def test_output_directory_missing_is_one_line(tmp_path):
+    line = one_line_error(record(tmp_path / "no" / "such" / "x.iot", cmd=("true",)))
+    assert "cannot write" in line and "no directory" in line

@@ -166,6 +166,11 @@ class Recorder:
     def _preflight(self):
         if os.geteuid() != 0:
             raise RecordError("recording needs root (BPF): run it with sudo")
+        out_dir = os.path.dirname(os.path.abspath(self.o.output))
+        if not os.path.isdir(out_dir):
+            raise RecordError(f"cannot write {self.o.output}: no directory {out_dir}")
+        if not os.access(out_dir, os.W_OK):
+            raise RecordError(f"cannot write {self.o.output}: {out_dir} is not writable")
         if self.o.command:
             try:
                 launch.resolve_command(self.o.command)
