@@ -241,6 +241,12 @@ def main() -> None:
         cli(prog_name="iommu-trace")
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as e:
+        # A file the user named could not be read or written (any command):
+        # the path and the reason are the whole story.
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"iommu-trace: {where}{e.strerror or e}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -126,3 +126,17 @@ def test_report_phases_on_the_flexgen_trace():
 
 def test_report_phases_needs_phase_windows():
     assert "no phase windows" in one_line_error(cli("report", "--phases", lab("strict")))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("compare", "LAZY", "STRICT", "-o", "OUT"),
+        ("callgraph", str(TRACES / "h100" / "h100-pinned-cupy.iot"), "-o", "OUT"),
+    ],
+)
+def test_unwritable_output_is_one_line(tmp_path, args):
+    out = str(tmp_path / "missing" / "x.svg")
+    subst = {"LAZY": lab("lazy"), "STRICT": lab("strict"), "OUT": out}
+    line = one_line_error(cli(*[subst.get(a, a) for a in args]))
+    assert out in line and "No such file or directory" in line
