@@ -102,10 +102,20 @@ def _user_part(ustack: list[str] | None, app_frames: int) -> list[Frame]:
     return fr[start:]
 
 
+# Kernel entries from an interrupt or softirq: below them the stack is the
+# interrupted task's, not the event's cause.
+IRQ_ENTRY = re.compile(r"(asm_)?common_interrupt|asm_sysvec_\w+|handle_softirqs|__do_softirq")
+
+
 def event_frames(ev: dict, app_frames: int = 1) -> list[Frame]:
     """The joined stack of one event, outermost frame first; [] if it has no stack."""
     user = _user_part(ev.get("ustack"), app_frames)
     kernel = [frames.parse(s, kernel=True) for s in reversed(ev.get("kstack") or [])]
+    entries = [i for i, f in enumerate(kernel) if IRQ_ENTRY.fullmatch(f.fn)]
+    if entries:
+        # An unmap completed in an interrupt (or a flush from a softirq timer):
+        # the path starts at the innermost entry, and no user stack joins it.
+        kernel, user = kernel[entries[-1] :], []
     if user and not kernel:
         # The recorder lost this kernel stack; keep the user path and say so.
         kernel = [Frame(NO_KSTACK, ev["probe"], True)]
