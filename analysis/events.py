@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 import pandas as pd
+import pyarrow.compute as pc
 
 from ..tracefile.reader import Trace
 
@@ -95,7 +96,8 @@ def workload_runs(trace: Trace) -> list[dict]:
         side = trace.path + ".workload.json"
         if os.path.exists(side):
             try:
-                w = json.load(open(side)).get("workload", {})
+                with open(side) as f:
+                    w = json.load(f).get("workload", {})
             except (OSError, ValueError):
                 w = {}
     return list(w.get("runs", []))
@@ -103,7 +105,7 @@ def workload_runs(trace: Trace) -> list[dict]:
 
 def span_ns(trace: Trace) -> tuple[int, int]:
     m = trace.meta
-    ts = trace.table.column("ts_ns")
-    start = m.get("start_mono_ns") or (min(ts.to_pylist()) if len(ts) else 0)
-    end = m.get("end_mono_ns") or (max(ts.to_pylist()) if len(ts) else start)
+    lo, hi = pc.min_max(trace.table.column("ts_ns")).values()  # no Python list per event
+    start = m.get("start_mono_ns") or (lo.as_py() or 0)
+    end = m.get("end_mono_ns") or (hi.as_py() or start)
     return int(start), int(end)

@@ -53,7 +53,7 @@ def _size_histogram(ev: pd.DataFrame, trace: Trace) -> list[dict]:
 def _timeline(ev: pd.DataFrame, trace: Trace, start: int, end: int, bins: int) -> list[dict]:
     width = max(1, (end - start) // bins)
     rows = []
-    cats = [c for c in ("dma_map", "iommu_map", "iommu_unmap", "dma_unmap", "flush")]
+    cats = ("dma_map", "iommu_map", "iommu_unmap", "dma_unmap", "flush")
     masks = {c: E.category_mask(trace, ev, c) for c in cats}
     slot = ((ev["ts_ns"] - start) // width).clip(0, bins - 1)
     for i in range(bins):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shlex
 
+import pyarrow.compute as pc
+
 from ..tracefile.reader import Trace
 
 
@@ -19,7 +21,7 @@ def summarize(t: Trace) -> dict:
     drops = m.get("drops") or {}
     start, end = m.get("start_mono_ns"), m.get("end_mono_ns")
     if end is None and ev.num_rows:
-        end = max(ev.column("ts_ns").to_pylist())
+        end = pc.max(ev.column("ts_ns")).as_py()
     probes = []
     for p in m.get("probes", []):
         name = p["name"]
