@@ -9,21 +9,21 @@ from __future__ import annotations
 # One line per group type: what a DMA costs and what it protects.
 GROUP_TYPE_MEANING = {
     "identity": "passthrough: DMA addresses are physical; no page-table or IOTLB work per "
-                "map/unmap; no isolation: the device can reach all of memory",
+    "map/unmap; no isolation: the device can reach all of memory",
     "DMA-FQ": "translated, lazy: each map writes IOMMU page tables; unmaps are batched and the "
-              "IOTLB flushed later (flush queue): cheap, but a freed buffer stays reachable by "
-              "the device until the next flush (milliseconds)",
+    "IOTLB flushed later (flush queue): cheap, but a freed buffer stays reachable by "
+    "the device until the next flush (milliseconds)",
     "DMA": "translated, strict: every unmap invalidates the IOTLB before returning: full "
-           "isolation; costs a synchronous invalidation (microseconds) per unmap, which adds up "
-           "for frequent small mappings (NIC packets, NVMe I/O)",
+    "isolation; costs a synchronous invalidation (microseconds) per unmap, which adds up "
+    "for frequent small mappings (NIC packets, NVMe I/O)",
     "unmanaged": "owned by a user-space driver (VFIO/iommufd, e.g. a VM): its mappings are the "
-                 "owner's, not the kernel DMA API's",
+    "owner's, not the kernel DMA API's",
     "blocked": "DMA blocked (no driver, or being reset)",
 }
 
 MODE_MEANING = {
     "off": "no IOMMU: DMA goes to physical addresses with no translation and no isolation "
-           "(as passthrough, but VFIO device assignment is impossible)",
+    "(as passthrough, but VFIO device assignment is impossible)",
     "passthrough": GROUP_TYPE_MEANING["identity"],
     "lazy": GROUP_TYPE_MEANING["DMA-FQ"],
     "strict": GROUP_TYPE_MEANING["DMA"],
@@ -67,7 +67,8 @@ CHECK_AFTER_REBOOT = [
 
 RUNTIME_SWITCH = (
     "one group at runtime (Linux 5.11+, DMA-FQ since 5.15): unbind the drivers of all the "
-    "group's devices, echo identity|DMA-FQ|DMA > /sys/kernel/iommu_groups/N/type, rebind")
+    "group's devices, echo identity|DMA-FQ|DMA > /sys/kernel/iommu_groups/N/type, rebind"
+)
 
 RECOMMENDATIONS = {
     "gpu": [
@@ -99,8 +100,11 @@ RECOMMENDATIONS = {
 
 # Debian package -> why it is needed (keyed by the check that asks for it).
 PACKAGES = {
-    "bcc": ("python3-bpfcc", "BCC, to compile and load the recorder's BPF programs "
-            "(the venv needs --system-site-packages to see it)"),
+    "bcc": (
+        "python3-bpfcc",
+        "BCC, to compile and load the recorder's BPF programs "
+        "(the venv needs --system-site-packages to see it)",
+    ),
     "headers": ("linux-headers-amd64", "kernel headers for BCC (or linux-headers-$(uname -r))"),
     "dot": ("graphviz", "`dot`, to draw `iommu-trace topo -o topo.svg`"),
     "qemu": ("qemu-system-x86", "the IOMMU lab VM (emulated Intel VT-d)"),

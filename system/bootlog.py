@@ -43,7 +43,11 @@ def _read_kmsg(limit: int = 200_000) -> list[str]:
 
 def _read_dmesg_cmd() -> list[str]:
     out = subprocess.run(
-        ["dmesg"], capture_output=True, text=True, timeout=10, check=False,
+        ["dmesg"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
     )
     if out.returncode != 0:
         raise PermissionError(out.stderr.strip().splitlines()[-1] if out.stderr else "dmesg failed")
@@ -65,7 +69,10 @@ def read_boot_log() -> tuple[list[str], str | None]:
     return [], "boot log not readable: " + "; ".join(reasons) + hint
 
 
-def grep(lines: list[str], pattern: re.Pattern[str], exclude: re.Pattern[str] | None = None,
-         ) -> list[str]:
+def grep(
+    lines: list[str],
+    pattern: re.Pattern[str],
+    exclude: re.Pattern[str] | None = None,
+) -> list[str]:
     """The lines matching `pattern` and not `exclude`."""
     return [ln for ln in lines if pattern.search(ln) and not (exclude and exclude.search(ln))]

@@ -29,15 +29,21 @@ def _check_save(save: str | None, root: str) -> None:
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @click.option("--no-mount", is_flag=True, help="do not mount tracefs even as root")
 @click.option("--save", metavar="DIR", help="also save what was read into DIR (for bug reports)")
-@click.option("--root", default="/", type=click.Path(exists=True, file_okay=False),
-              help=ROOT_HELP)
-@click.option("--with", "traces", multiple=True, type=click.Path(exists=True, dir_okay=True),
-              metavar="TRACE", help="compare the IOMMU state and map/flush counts of traces "
-              "(repeat: --with A.iot --with B.iot)")
+@click.option("--root", default="/", type=click.Path(exists=True, file_okay=False), help=ROOT_HELP)
+@click.option(
+    "--with",
+    "traces",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=True),
+    metavar="TRACE",
+    help="compare the IOMMU state and map/flush counts of traces "
+    "(repeat: --with A.iot --with B.iot)",
+)
 def doctor(fmt: str, no_mount: bool, save: str | None, root: str, traces: tuple[str, ...]) -> None:
     """Check that this machine can record, and explain its IOMMU mode.
 
@@ -53,10 +59,18 @@ def doctor(fmt: str, no_mount: bool, save: str | None, root: str, traces: tuple[
     except OSError as e:
         _fail(f"cannot read {root}: {e.strerror or e}")
     if save:
-        _save(view, save, {"kernel": report["kernel"], "iommu_mode": report["iommu"]["mode"],
-                           "saved_by": "doctor"})
+        _save(
+            view,
+            save,
+            {
+                "kernel": report["kernel"],
+                "iommu_mode": report["iommu"]["mode"],
+                "saved_by": "doctor",
+            },
+        )
     if traces:
         from .trace_compare import compare
+
         try:
             report["traces"] = compare(list(traces), here=report["iommu"])
         except (OSError, ValueError, ImportError) as e:
@@ -67,6 +81,7 @@ def doctor(fmt: str, no_mount: bool, save: str | None, root: str, traces: tuple[
         click.echo(doc.render_text(report), nl=False)
         if traces:
             from .trace_compare import render_text as trace_text
+
             click.echo(trace_text(report["traces"]), nl=False)
     if save:
         click.echo(f"saved to {save}", err=True)
@@ -89,7 +104,7 @@ def _split_path(spec: str, resolve: Any) -> tuple[str, str]:
         _fail(f"--path {spec}: expected SRC:DST, e.g. eth0:gpu0")
     last_error = None
     for i in cuts:
-        a, b = spec[:i], spec[i + 1:]
+        a, b = spec[:i], spec[i + 1 :]
         if not a or not b:
             continue
         try:
@@ -99,7 +114,7 @@ def _split_path(spec: str, resolve: Any) -> tuple[str, str]:
         except LookupError as e:
             last_error = e
     # Nothing resolved: report against the simplest reading (the first ':').
-    a, b = spec[:cuts[0]], spec[cuts[0] + 1:]
+    a, b = spec[: cuts[0]], spec[cuts[0] + 1 :]
     for side in (a, b):
         try:
             resolve(side)
@@ -109,17 +124,24 @@ def _split_path(spec: str, resolve: Any) -> tuple[str, str]:
 
 
 @click.command()
-@click.option("-o", "--output", metavar="FILE",
-              help="draw the topology: .svg .png .pdf (need graphviz `dot`) or .dot")
-@click.option("--path", "path_spec", metavar="SRC:DST",
-              help="host-staged vs peer-to-peer path between two devices, e.g. eth0:gpu0")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    metavar="FILE",
+    help="draw the topology: .svg .png .pdf (need graphviz `dot`) or .dot",
+)
+@click.option(
+    "--path",
+    "path_spec",
+    metavar="SRC:DST",
+    help="host-staged vs peer-to-peer path between two devices, e.g. eth0:gpu0",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @click.option("--save", metavar="DIR", help="save the sysfs/procfs/netlink state read into DIR")
-@click.option("--root", default="/", type=click.Path(exists=True, file_okay=False),
-              help=ROOT_HELP)
-def topo(output: str | None, path_spec: str | None, fmt: str, save: str | None,
-         root: str) -> None:
+@click.option("--root", default="/", type=click.Path(exists=True, file_okay=False), help=ROOT_HELP)
+def topo(output: str | None, path_spec: str | None, fmt: str, save: str | None, root: str) -> None:
     """Show the PCIe tree, IOMMU groups and network links, and the paths between devices."""
     from . import topology
     from . import topology_render as render

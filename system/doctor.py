@@ -24,6 +24,7 @@ def _tools() -> dict[str, str | None]:
     found: dict[str, str | None] = {t: shutil.which(t) for t in TOOLS}
     try:
         import pyroute2  # noqa: F401 - only whether it imports
+
         found["pyroute2"] = "python"
     except ImportError:
         found["pyroute2"] = None
@@ -33,11 +34,14 @@ def _tools() -> dict[str, str | None]:
 def _cpu_vendor(view: FsView) -> str | None:
     m = re.search(r"^vendor_id\s*:\s*(\S+)", view.read_text("proc/cpuinfo") or "", re.MULTILINE)
     return {"GenuineIntel": "intel", "AuthenticAMD": "amd", "HygonGenuine": "amd"}.get(
-        m.group(1) if m else "")
+        m.group(1) if m else ""
+    )
 
 
-def _iommu_checks(snap: dict[str, Any], devices: list[PciDevice],
-                  ) -> tuple[list[Check], list[dict[str, Any]]]:
+def _iommu_checks(
+    snap: dict[str, Any],
+    devices: list[PciDevice],
+) -> tuple[list[Check], list[dict[str, Any]]]:
     by_addr = {d.address: d for d in devices}
     mode = snap["mode"]
     where = f" ({snap['vendor']})" if snap["vendor"] else ""
@@ -45,37 +49,61 @@ def _iommu_checks(snap: dict[str, Any], devices: list[PciDevice],
     detail = [f"kernel parameters: {params}"] if params else []
     kd = snap.get("kernel_default") or {}
     if kd.get("domain"):
-        detail.append(f"kernel default: {kd['domain']}"
-                      + (f", {kd['invalidation']} invalidation" if kd.get("invalidation") else "")
-                      + f" (from {kd['source']})")
-    checks = [Check("iommu", "mode", "info", f"{mode}{where}: {advice.MODE_MEANING[mode]}",
-                    detail=detail + snap["notes"])]
+        detail.append(
+            f"kernel default: {kd['domain']}"
+            + (f", {kd['invalidation']} invalidation" if kd.get("invalidation") else "")
+            + f" (from {kd['source']})"
+        )
+    checks = [
+        Check(
+            "iommu",
+            "mode",
+            "info",
+            f"{mode}{where}: {advice.MODE_MEANING[mode]}",
+            detail=detail + snap["notes"],
+        )
+    ]
     groups = []
     for g in snap["groups"]:
         devs = []
         for addr in g["devices"]:
             d = by_addr.get(addr)
-            devs.append({"address": addr, "kind": d.kind if d else None,
-                         "label": d.label if d else None,
-                         "name": (d.model or d.name) if d else None,
-                         "attached": (d.netdevs + d.rdma + d.block) if d else []})
-        groups.append({**g, "meaning": advice.GROUP_TYPE_MEANING.get(g["type"] or "", "unknown "
-                                                                     "group type")})
+            devs.append(
+                {
+                    "address": addr,
+                    "kind": d.kind if d else None,
+                    "label": d.label if d else None,
+                    "name": (d.model or d.name) if d else None,
+                    "attached": (d.netdevs + d.rdma + d.block) if d else [],
+                }
+            )
+        groups.append(
+            {**g, "meaning": advice.GROUP_TYPE_MEANING.get(g["type"] or "", "unknown group type")}
+        )
         groups[-1]["devices"] = devs
     # Isolation caveat: GPUs or NICs sharing a group cannot be separated by the IOMMU.
     for g in groups:
         kinds = [d for d in g["devices"] if d["kind"] in ("gpu", "nic", "rdma-nic", "nvme")]
         if len(kinds) > 1:
-            checks.append(Check("iommu", f"group {g['group']}", "warn",
-                                f"group {g['group']} holds {len(kinds)} devices "
-                                f"({', '.join(d['label'] or d['address'] for d in kinds)}): no "
-                                "isolation between them, and they can only be passed to a VM "
-                                "together (no ACS between them)"))
+            checks.append(
+                Check(
+                    "iommu",
+                    f"group {g['group']}",
+                    "warn",
+                    f"group {g['group']} holds {len(kinds)} devices "
+                    f"({', '.join(d['label'] or d['address'] for d in kinds)}): no "
+                    "isolation between them, and they can only be passed to a VM "
+                    "together (no ACS between them)",
+                )
+            )
     return checks, groups
 
 
-def _install(checks: list[Check], tools: dict[str, Any], release: str | None,
-             ) -> list[dict[str, str]]:
+def _install(
+    checks: list[Check],
+    tools: dict[str, Any],
+    release: str | None,
+) -> list[dict[str, str]]:
     want = []
     by = {c.name: c for c in checks}
     if by.get("bcc") and by["bcc"].status == "fail" and "virtualenv" not in by["bcc"].summary:
@@ -83,25 +111,46 @@ def _install(checks: list[Check], tools: dict[str, Any], release: str | None,
     for key, tool in (("dot", "dot"), ("qemu", "qemu-system-x86_64"), ("pyroute2", "pyroute2")):
         if tools and not tools.get(tool):  # {}: not known (a foreign root)
             want.append(key)
-    out = [{"package": advice.PACKAGES[k][0], "why": advice.PACKAGES[k][1],
-            "needed": "required" if k == "bcc" else "optional"} for k in want]
+    out = [
+        {
+            "package": advice.PACKAGES[k][0],
+            "why": advice.PACKAGES[k][1],
+            "needed": "required" if k == "bcc" else "optional",
+        }
+        for k in want
+    ]
     hdr = by.get("kernel headers")
     # Only a distribution kernel has a headers package; a custom one needs its own tree.
-    if hdr and hdr.status in ("fail", "warn") and release and release.endswith(
-            ("-amd64", "-arm64", "-cloud-amd64", "-rt-amd64")):
-        out.append({"package": f"linux-headers-{release}",
-                    "why": "headers of the running kernel, for BCC", "needed": "required"})
+    if (
+        hdr
+        and hdr.status in ("fail", "warn")
+        and release
+        and release.endswith(("-amd64", "-arm64", "-cloud-amd64", "-rt-amd64"))
+    ):
+        out.append(
+            {
+                "package": f"linux-headers-{release}",
+                "why": "headers of the running kernel, for BCC",
+                "needed": "required",
+            }
+        )
     elif hdr and hdr.status == "fail":
-        out.append({"package": advice.PACKAGES["headers"][0], "why": advice.PACKAGES["headers"][1],
-                    "needed": "required"})
+        out.append(
+            {
+                "package": advice.PACKAGES["headers"][0],
+                "why": advice.PACKAGES["headers"][1],
+                "needed": "required",
+            }
+        )
     out.sort(key=lambda p: p["needed"] != "required")
     return out
 
 
 def _virtual(view: FsView) -> bool:
     """A guest: the CPU flags say so (x86 'hypervisor' bit)."""
-    return bool(re.search(r"^flags\s*:.*\bhypervisor\b", view.read_text("proc/cpuinfo") or "",
-                          re.MULTILINE))
+    return bool(
+        re.search(r"^flags\s*:.*\bhypervisor\b", view.read_text("proc/cpuinfo") or "", re.MULTILINE)
+    )
 
 
 def diagnose(root: str = "/", view: FsView | None = None, mount: bool = True) -> dict[str, Any]:
@@ -122,8 +171,10 @@ def diagnose(root: str = "/", view: FsView | None = None, mount: bool = True) ->
     virtual = _virtual(view)
     boot_note = None
     if virtual and not snap["present"]:
-        boot_note = ("this is a VM without a virtual IOMMU: the parameters act on bare metal, or "
-                     "in a guest given one (QEMU: -device intel-iommu, see `iommu-trace lab`)")
+        boot_note = (
+            "this is a VM without a virtual IOMMU: the parameters act on bare metal, or "
+            "in a guest given one (QEMU: -device intel-iommu, see `iommu-trace lab`)"
+        )
     blocking = any(c.status == "fail" and c.area in ("bpf", "headers") for c in checks)
     partial = any(c.status == "fail" and c.area == "probes" for c in checks)
     return {
@@ -138,13 +189,21 @@ def diagnose(root: str = "/", view: FsView | None = None, mount: bool = True) ->
         "tools": tools,
         "install": _install(checks, tools, facts["release"]),
         "recommendations": {
-            "for": [k for k, on in (("gpu", bool(gfacts["gpus"])), ("rdma", bool(gfacts["rdma"])))
-                    if on] or ["gpu", "rdma"],
+            "for": [
+                k for k, on in (("gpu", bool(gfacts["gpus"])), ("rdma", bool(gfacts["rdma"]))) if on
+            ]
+            or ["gpu", "rdma"],
             **{k: v for k, v in advice.RECOMMENDATIONS.items()},
         },
-        "boot_params": {"vendor": vendor, "params": (
-            {vendor: advice.BOOT_PARAMS[vendor]} if vendor in advice.BOOT_PARAMS
-            else {k: advice.BOOT_PARAMS[k] for k in ("intel", "amd", "any")}), "note": boot_note},
+        "boot_params": {
+            "vendor": vendor,
+            "params": (
+                {vendor: advice.BOOT_PARAMS[vendor]}
+                if vendor in advice.BOOT_PARAMS
+                else {k: advice.BOOT_PARAMS[k] for k in ("intel", "amd", "any")}
+            ),
+            "note": boot_note,
+        },
         "apply": advice.APPLY_DEBIAN,
         "check_after_reboot": advice.CHECK_AFTER_REBOOT,
         "runtime_switch": advice.RUNTIME_SWITCH if rel[:2] >= (5, 11) else None,
@@ -162,8 +221,14 @@ def save(dest: str, mount: bool = False) -> dict[str, Any]:
 
 # -- text ---------------------------------------------------------------------
 
-_AREAS = (("bpf", "BPF"), ("headers", "Kernel headers"), ("probes", "Probe types"),
-          ("iommu", "IOMMU"), ("gpu", "GPU"), ("rdma", "RDMA"))
+_AREAS = (
+    ("bpf", "BPF"),
+    ("headers", "Kernel headers"),
+    ("probes", "Probe types"),
+    ("iommu", "IOMMU"),
+    ("gpu", "GPU"),
+    ("rdma", "RDMA"),
+)
 _MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "info": "--", "unknown": "??"}
 
 
@@ -179,23 +244,33 @@ def _group_lines(groups: list[dict[str, Any]]) -> list[str]:
             continue
         devs = ", ".join(
             " ".join([d["address"], d["label"] or d["kind"] or "?", *d["attached"]])
-            for d in g["devices"])
+            for d in g["devices"]
+        )
         out.append(f"  group {g['group']:<4} {g['type'] or '?':<9} {devs}")
     if rest:
-        out.append("  other groups (bridges, chipset, virtio): "
-                   + ", ".join(f"{n} {t or '?'}" for t, n in sorted(rest.items(), key=str)))
+        out.append(
+            "  other groups (bridges, chipset, virtio): "
+            + ", ".join(f"{n} {t or '?'}" for t, n in sorted(rest.items(), key=str))
+        )
     for t in sorted({g["type"] for g in groups if g["type"]}):
         out.append(f"        {t}: {advice.GROUP_TYPE_MEANING.get(t, '?')}")
     return out
 
 
 def render_text(report: dict[str, Any]) -> str:
-    out = [f"iommu-trace doctor: kernel {report['kernel']}, "
-           + {True: "root", False: "not root (read-only checks)",
-              None: "privileges unknown (not this machine)"}[report["root"]],
-           {"yes": "ready to record",
+    out = [
+        f"iommu-trace doctor: kernel {report['kernel']}, "
+        + {
+            True: "root",
+            False: "not root (read-only checks)",
+            None: "privileges unknown (not this machine)",
+        }[report["root"]],
+        {
+            "yes": "ready to record",
             "partial": "ready to record, with some probe types missing (see FAIL below)",
-            "no": "NOT ready to record (see FAIL below)"}[report["ready"]]]
+            "no": "NOT ready to record (see FAIL below)",
+        }[report["ready"]],
+    ]
     for area, title in _AREAS:
         checks = [c for c in report["checks"] if c["area"] == area]
         if not checks:
@@ -213,8 +288,9 @@ def render_text(report: dict[str, Any]) -> str:
         for needed in ("required", "optional"):
             pkgs = [p for p in report["install"] if p["needed"] == needed]
             if pkgs:
-                out.append(f"  {needed + ':':<10} apt install "
-                           + " ".join(p["package"] for p in pkgs))
+                out.append(
+                    f"  {needed + ':':<10} apt install " + " ".join(p["package"] for p in pkgs)
+                )
                 out += [f"    {p['package']}: {p['why']}" for p in pkgs]
     rec = report["recommendations"]
     out += ["", "Choosing a mode"]

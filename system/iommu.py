@@ -15,21 +15,33 @@ from .fsview import FsView
 
 # Kernel parameters that decide whether and how DMA is translated.
 IOMMU_PARAMS = (
-    "intel_iommu", "amd_iommu", "iommu", "iommu.strict", "iommu.passthrough",
-    "iommu.forcedac", "swiotlb",
+    "intel_iommu",
+    "amd_iommu",
+    "iommu",
+    "iommu.strict",
+    "iommu.passthrough",
+    "iommu.forcedac",
+    "swiotlb",
 )
 # Build-time defaults, used when neither cmdline nor sysfs says.
 IOMMU_CONFIG = (
-    "CONFIG_IOMMU_SUPPORT", "CONFIG_INTEL_IOMMU", "CONFIG_AMD_IOMMU", "CONFIG_ARM_SMMU_V3",
-    "CONFIG_VIRTIO_IOMMU", "CONFIG_IOMMU_DEFAULT_PASSTHROUGH", "CONFIG_IOMMU_DEFAULT_DMA_LAZY",
-    "CONFIG_IOMMU_DEFAULT_DMA_STRICT", "CONFIG_INTEL_IOMMU_DEFAULT_ON",
+    "CONFIG_IOMMU_SUPPORT",
+    "CONFIG_INTEL_IOMMU",
+    "CONFIG_AMD_IOMMU",
+    "CONFIG_ARM_SMMU_V3",
+    "CONFIG_VIRTIO_IOMMU",
+    "CONFIG_IOMMU_DEFAULT_PASSTHROUGH",
+    "CONFIG_IOMMU_DEFAULT_DMA_LAZY",
+    "CONFIG_IOMMU_DEFAULT_DMA_STRICT",
+    "CONFIG_INTEL_IOMMU_DEFAULT_ON",
 )
 # /sys/kernel/iommu_groups/N/type -> the mode it means.
 GROUP_TYPE_MODE = {"identity": "passthrough", "DMA-FQ": "lazy", "DMA": "strict"}
 
 # Boot-log lines about the IOMMU; the command-line echo is excluded (it is in "cmdline").
 _BOOTLOG_IOMMU = re.compile(
-    r"iommu|DMAR|AMD-Vi|smmu|PCI-DMA|swiotlb|Directed I/O|\bIOVA\b|DMA domain", re.IGNORECASE)
+    r"iommu|DMAR|AMD-Vi|smmu|PCI-DMA|swiotlb|Directed I/O|\bIOVA\b|DMA domain", re.IGNORECASE
+)
 # Per-device "Adding to iommu group" lines repeat what "groups" says, hundreds on big hosts.
 _BOOTLOG_SKIP = re.compile(r"Command line:|Kernel command line:|Adding to iommu group")
 BOOTLOG_MAX_LINES = 200  # the snapshot rides in every trace's metadata: keep it small
@@ -93,11 +105,13 @@ def _groups(view: FsView, notes: list[str]) -> list[dict[str, Any]]:
         gtype = view.read_attr(f"{base}/{name}/type")
         if gtype is None:
             notes.append(f"/{base}/{name}/type not readable (kernel older than 5.11?)")
-        groups.append({
-            "group": name,
-            "type": gtype,
-            "devices": view.listdir(f"{base}/{name}/devices"),
-        })
+        groups.append(
+            {
+                "group": name,
+                "type": gtype,
+                "devices": view.listdir(f"{base}/{name}/devices"),
+            }
+        )
     return groups
 
 
@@ -119,7 +133,8 @@ def _kernel_default(lines: list[str], config: dict[str, str]) -> dict[str, str |
         else:
             domain = "translated"
             invalidation = (
-                "strict" if kconfig.enabled(config, "CONFIG_IOMMU_DEFAULT_DMA_STRICT") else "lazy")
+                "strict" if kconfig.enabled(config, "CONFIG_IOMMU_DEFAULT_DMA_STRICT") else "lazy"
+            )
     return {"domain": domain, "invalidation": invalidation, "source": source}
 
 
@@ -169,7 +184,8 @@ def snapshot(root: str = "/", view: FsView | None = None) -> dict[str, Any]:
     if not present and default["domain"] == "translated":
         notes.append(
             f"kernel would use {default['invalidation'] or 'translated'} DMA domains"
-            " but no IOMMU hardware is visible (none in firmware tables, or none given to this VM)")
+            " but no IOMMU hardware is visible (none in firmware tables, or none given to this VM)"
+        )
     if present and not groups:
         notes.append("IOMMU units present but no groups: no device is behind them")
     if groups and mode == "unknown":

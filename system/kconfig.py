@@ -41,7 +41,7 @@ def parse_config(text: str) -> dict[str, str]:
             key, _, value = line.partition("=")
             opts[key] = value
         elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
-            opts[line[2:-len(" is not set")]] = "n"
+            opts[line[2 : -len(" is not set")]] = "n"
     return opts
 
 

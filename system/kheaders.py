@@ -33,8 +33,12 @@ def _recorder_choice() -> dict[str, Any]:
     try:
         from ..tracer.headers import resolve
     except ImportError as e:
-        return {"source": None, "path": None, "note": None,
-                "error": f"recorder's header resolver not importable: {e}"}
+        return {
+            "source": None,
+            "path": None,
+            "note": None,
+            "error": f"recorder's header resolver not importable: {e}",
+        }
     try:
         h = resolve(install=False)
     except Exception as e:  # HeadersMissing, or an OSError from an odd /lib/modules
@@ -52,8 +56,13 @@ def describe(view: FsView) -> dict[str, Any]:
     running = kernel_release(view)
     choice = view.data("kernel_headers", _recorder_choice) or {"error": "not in this snapshot"}
     env = view.data("env_bcc_kernel_source", lambda: os.environ.get("BCC_KERNEL_SOURCE"))
-    res: dict[str, Any] = {**choice, "running": running, "release": None, "matches": None,
-                           "env": env}
+    res: dict[str, Any] = {
+        **choice,
+        "running": running,
+        "release": None,
+        "matches": None,
+        "env": env,
+    }
     if env:  # BCC honours it before anything else
         res.update(source="env BCC_KERNEL_SOURCE", path=env)
     path = res.get("path")
@@ -68,5 +77,6 @@ def describe(view: FsView) -> dict[str, Any]:
         res["mismatch"] = (
             f"headers are for {res['release']} but the kernel is {running}: BCC compiles "
             "against other struct layouts; tracepoint probes are safe, probes that read "
-            "kernel structs may read wrong fields")
+            "kernel structs may read wrong fields"
+        )
     return res

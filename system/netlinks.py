@@ -26,16 +26,18 @@ def _netlink_dump() -> dict[str, Any]:
     links = []
     for msg in raw:
         info = msg.get_attr("IFLA_LINKINFO")
-        links.append({
-            "name": msg.get_attr("IFLA_IFNAME"),
-            "ifindex": msg["index"],
-            "state": (msg.get_attr("IFLA_OPERSTATE") or "").lower() or None,
-            "mtu": msg.get_attr("IFLA_MTU"),
-            "type": LINK_TYPES.get(msg["ifi_type"], str(msg["ifi_type"])),
-            "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
-            "parent_bus": msg.get_attr("IFLA_PARENT_DEV_BUS_NAME"),
-            "parent_dev": msg.get_attr("IFLA_PARENT_DEV_NAME"),
-        })
+        links.append(
+            {
+                "name": msg.get_attr("IFLA_IFNAME"),
+                "ifindex": msg["index"],
+                "state": (msg.get_attr("IFLA_OPERSTATE") or "").lower() or None,
+                "mtu": msg.get_attr("IFLA_MTU"),
+                "type": LINK_TYPES.get(msg["ifi_type"], str(msg["ifi_type"])),
+                "kind": info.get_attr("IFLA_INFO_KIND") if info else None,
+                "parent_bus": msg.get_attr("IFLA_PARENT_DEV_BUS_NAME"),
+                "parent_dev": msg.get_attr("IFLA_PARENT_DEV_NAME"),
+            }
+        )
     return {"links": links, "note": None}
 
 
@@ -60,9 +62,19 @@ def read_links(view: FsView) -> tuple[list[dict[str, Any]], list[str]]:
         notes.append(dump["note"])
     links = dump["links"]
     if links is None:
-        links = [{"name": n, "ifindex": None, "state": None, "mtu": None, "type": None,
-                  "kind": None, "parent_bus": None, "parent_dev": None}
-                 for n in view.listdir("sys/class/net")]
+        links = [
+            {
+                "name": n,
+                "ifindex": None,
+                "state": None,
+                "mtu": None,
+                "type": None,
+                "kind": None,
+                "parent_bus": None,
+                "parent_dev": None,
+            }
+            for n in view.listdir("sys/class/net")
+        ]
     rdma_nd = _rdma_by_netdev(view)
     rdma_pci: dict[str, list[str]] = {}
     for ib in view.listdir("sys/class/infiniband"):
@@ -83,14 +95,16 @@ def read_links(view: FsView) -> tuple[list[dict[str, Any]], list[str]]:
             driver = posixpath.basename(drv) if drv else None
         state = link["state"] or view.read_attr(f"{base}/operstate")
         rdma = sorted(set(rdma_nd.get(name, []) + (rdma_pci.get(pci, []) if pci else [])))
-        out.append({
-            **link,
-            "state": state,
-            "speed_mbps": int(speed) if speed and speed.isdigit() else None,
-            "driver": driver,
-            "pci": pci,
-            "rdma": rdma,
-        })
+        out.append(
+            {
+                **link,
+                "state": state,
+                "speed_mbps": int(speed) if speed and speed.isdigit() else None,
+                "driver": driver,
+                "pci": pci,
+                "rdma": rdma,
+            }
+        )
     if not view.exists("sys/class/infiniband"):
         notes.append("no /sys/class/infiniband: no RDMA devices (or rdma drivers not loaded)")
     elif not view.listdir("sys/class/infiniband"):

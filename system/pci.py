@@ -14,30 +14,67 @@ _PCI_ADDR = re.compile(r"^[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _HOST_BRIDGE = re.compile(r"^pci[0-9a-f]{4,}:[0-9a-f]{2}$")
 
 VENDORS = {
-    "0x10de": "NVIDIA", "0x8086": "Intel", "0x1022": "AMD", "0x1002": "AMD/ATI",
-    "0x15b3": "Mellanox", "0x1af4": "virtio", "0x1b36": "QEMU", "0x144d": "Samsung",
-    "0x14e4": "Broadcom", "0x1d0f": "Amazon", "0x1000": "Broadcom/LSI", "0x10ec": "Realtek",
-    "0x1dd8": "AMD Pensando", "0x1bb1": "Seagate", "0x1c5c": "SK hynix", "0x15ad": "VMware",
-    "0x1414": "Microsoft", "0x1ae0": "Google", "0x104c": "Texas Instruments",
-    "0x10b5": "Broadcom/PLX", "0x1344": "Micron",
+    "0x10de": "NVIDIA",
+    "0x8086": "Intel",
+    "0x1022": "AMD",
+    "0x1002": "AMD/ATI",
+    "0x15b3": "Mellanox",
+    "0x1af4": "virtio",
+    "0x1b36": "QEMU",
+    "0x144d": "Samsung",
+    "0x14e4": "Broadcom",
+    "0x1d0f": "Amazon",
+    "0x1000": "Broadcom/LSI",
+    "0x10ec": "Realtek",
+    "0x1dd8": "AMD Pensando",
+    "0x1bb1": "Seagate",
+    "0x1c5c": "SK hynix",
+    "0x15ad": "VMware",
+    "0x1414": "Microsoft",
+    "0x1ae0": "Google",
+    "0x104c": "Texas Instruments",
+    "0x10b5": "Broadcom/PLX",
+    "0x1344": "Micron",
 }
 # Modern virtio PCI ids are 0x1040 + the virtio device type.
 VIRTIO_TYPES = {
-    1: "virtio-net", 2: "virtio-blk", 3: "virtio-console", 4: "virtio-rng",
-    5: "virtio-balloon", 8: "virtio-scsi", 9: "virtio-9p", 16: "virtio-gpu",
-    18: "virtio-input", 19: "virtio-vsock", 20: "virtio-crypto", 23: "virtio-iommu",
-    24: "virtio-mem", 26: "virtio-fs", 27: "virtio-pmem",
+    1: "virtio-net",
+    2: "virtio-blk",
+    3: "virtio-console",
+    4: "virtio-rng",
+    5: "virtio-balloon",
+    8: "virtio-scsi",
+    9: "virtio-9p",
+    16: "virtio-gpu",
+    18: "virtio-input",
+    19: "virtio-vsock",
+    20: "virtio-crypto",
+    23: "virtio-iommu",
+    24: "virtio-mem",
+    26: "virtio-fs",
+    27: "virtio-pmem",
 }
 # Transitional (legacy-capable) virtio PCI ids.
 VIRTIO_TRANSITIONAL = {
-    0x1000: "virtio-net", 0x1001: "virtio-blk", 0x1002: "virtio-balloon",
-    0x1003: "virtio-console", 0x1004: "virtio-scsi", 0x1005: "virtio-rng", 0x1009: "virtio-9p",
+    0x1000: "virtio-net",
+    0x1001: "virtio-blk",
+    0x1002: "virtio-balloon",
+    0x1003: "virtio-console",
+    0x1004: "virtio-scsi",
+    0x1005: "virtio-rng",
+    0x1009: "virtio-9p",
 }
 # PCIe capability "device/port type" (PCIe base spec, Express Capabilities register).
 PORT_TYPES = {
-    0: "endpoint", 1: "legacy-endpoint", 4: "root-port", 5: "switch-upstream",
-    6: "switch-downstream", 7: "pcie-to-pci-bridge", 8: "pci-to-pcie-bridge",
-    9: "rc-endpoint", 10: "rc-event-collector",
+    0: "endpoint",
+    1: "legacy-endpoint",
+    4: "root-port",
+    5: "switch-upstream",
+    6: "switch-downstream",
+    7: "pcie-to-pci-bridge",
+    8: "pci-to-pcie-bridge",
+    9: "rc-endpoint",
+    10: "rc-event-collector",
 }
 # GB/s per lane per direction after line encoding (8b/10b to Gen2, 128b/130b
 # from Gen3, FLIT mode at Gen6).
@@ -58,7 +95,8 @@ class Link:
         """Below this end's own capability (topology.link_state judges both ends)."""
         return bool(
             (self.cur_speed and self.max_speed and self.cur_speed < self.max_speed)
-            or (self.cur_width and self.max_width and self.cur_width < self.max_width))
+            or (self.cur_width and self.max_width and self.cur_width < self.max_width)
+        )
 
     def gbps(self, which: str = "cur") -> float | None:
         """Payload bandwidth bound in GB/s per direction (before TLP overhead)."""
@@ -70,6 +108,7 @@ class Link:
     def describe(self) -> str:
         def one(speed: float | None, width: int | None) -> str:
             return f"x{width or '?'} @ {speed if speed is not None else '?'} GT/s"
+
         text = one(self.cur_speed, self.cur_width)
         if self.downgraded:
             text += f" (capable of {one(self.max_speed, self.max_width)})"
@@ -211,22 +250,39 @@ def read_devices(view: FsView) -> list[PciDevice]:
         driver = view.readlink(f"{base}/driver")
         group = view.readlink(f"{base}/iommu_group")
         numa = view.read_attr(f"{base}/numa_node")
-        speeds = [view.read_attr(f"{base}/{a}") for a in (
-            "current_link_speed", "max_link_speed", "current_link_width", "max_link_width")]
+        speeds = [
+            view.read_attr(f"{base}/{a}")
+            for a in (
+                "current_link_speed",
+                "max_link_speed",
+                "current_link_width",
+                "max_link_width",
+            )
+        ]
         link = Link(_speed(speeds[0]), _speed(speeds[1]), _width(speeds[2]), _width(speeds[3]))
         if not any((link.cur_speed, link.max_speed, link.cur_width, link.max_width)):
             link = None  # absent, or "Unknown"/0: root-complex integrated or emulated PCI
-        devices.append(PciDevice(
-            address=addr, vendor=vendor, device=device, class_code=class_code, kind=kind,
-            name=_name(vendor, device, kind),
-            driver=posixpath.basename(driver) if driver else None,
-            parent=parent, host_bridge=host, port_type=port_type,
-            iommu_group=posixpath.basename(group) if group else None,
-            numa_node=int(numa) if numa and numa.isdigit() else None,  # -1: no NUMA info
-            link=link, netdevs=netdevs.get(addr, []), rdma=rdma.get(addr, []),
-            block=block.get(addr, []),
-            model=_nvidia_model(view, addr) if vendor == "0x10de" else None,
-        ))
+        devices.append(
+            PciDevice(
+                address=addr,
+                vendor=vendor,
+                device=device,
+                class_code=class_code,
+                kind=kind,
+                name=_name(vendor, device, kind),
+                driver=posixpath.basename(driver) if driver else None,
+                parent=parent,
+                host_bridge=host,
+                port_type=port_type,
+                iommu_group=posixpath.basename(group) if group else None,
+                numa_node=int(numa) if numa and numa.isdigit() else None,  # -1: no NUMA info
+                link=link,
+                netdevs=netdevs.get(addr, []),
+                rdma=rdma.get(addr, []),
+                block=block.get(addr, []),
+                model=_nvidia_model(view, addr) if vendor == "0x10de" else None,
+            )
+        )
     _infer_port_types(devices)
     gpus = [d for d in devices if d.kind == "gpu"]
     for i, d in enumerate(gpus):
@@ -249,8 +305,11 @@ def _infer_port_types(devices: list[PciDevice]) -> None:
         if up is None:
             d.kind = "root-port"
         else:
-            d.kind = "switch-downstream" if settle(up, depth + 1) == "switch-upstream" \
+            d.kind = (
+                "switch-downstream"
+                if settle(up, depth + 1) == "switch-upstream"
                 else "switch-upstream"
+            )
         return d.kind
 
     for d in devices:

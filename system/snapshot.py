@@ -20,8 +20,14 @@ def save_all(dest: str, root: str = "/", mount: bool = False) -> dict[str, Any]:
     view = FsView(root, record=True)
     report = doctor.diagnose(root, view=view, mount=mount)
     topo = topology.collect(root, view=view)
-    view.save(dest, about={"kernel": report["kernel"], "iommu_mode": report["iommu"]["mode"],
-                           "saved_by": "iommu_trace.system.snapshot"})
+    view.save(
+        dest,
+        about={
+            "kernel": report["kernel"],
+            "iommu_mode": report["iommu"]["mode"],
+            "saved_by": "iommu_trace.system.snapshot",
+        },
+    )
     return {"doctor": report, "topology": topo.as_dict()}
 
 
@@ -31,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python3 -m iommu_trace.system.snapshot DEST", file=sys.stderr)
         return 2
     out = save_all(args[0])
-    print(f"saved to {args[0]}: kernel {out['doctor']['kernel']}, IOMMU "
-          f"{out['doctor']['iommu']['mode']}, {len(out['topology']['devices'])} PCI devices")
+    print(
+        f"saved to {args[0]}: kernel {out['doctor']['kernel']}, IOMMU "
+        f"{out['doctor']['iommu']['mode']}, {len(out['topology']['devices'])} PCI devices"
+    )
     return 0
 
 

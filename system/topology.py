@@ -39,8 +39,14 @@ class Topology:
 
     def host_numa(self, host_bridge: str) -> int | None:
         """A root complex's NUMA node: that of the first device under it that has one."""
-        return next((d.numa_node for d in self.devices
-                     if d.host_bridge == host_bridge and d.numa_node is not None), None)
+        return next(
+            (
+                d.numa_node
+                for d in self.devices
+                if d.host_bridge == host_bridge and d.numa_node is not None
+            ),
+            None,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         devices = []
@@ -63,15 +69,22 @@ def collect(root: str = "/", view: FsView | None = None) -> Topology:
     if not view.exists("sys/bus/pci"):
         notes.append("no /sys/bus/pci: this machine (or container) shows no PCI bus at all")
     elif not devices:
-        notes.append("/sys/bus/pci/devices is empty: no PCI devices visible here "
-                     "(a container without /sys of the host, or a VM with MMIO-only devices)")
+        notes.append(
+            "/sys/bus/pci/devices is empty: no PCI devices visible here "
+            "(a container without /sys of the host, or a VM with MMIO-only devices)"
+        )
     elif not any(d.link for d in devices):
-        notes.append("no PCIe link attributes in sysfs: the bus is emulated conventional PCI "
-                     "(typical of VMs), so link speeds and widths are unknown")
-    if devices and all(d.kind not in ("root-port", "switch-upstream", "switch-downstream")
-                       for d in devices):
-        notes.append("flat bus: no PCIe bridges or switches visible (a VM usually hides the "
-                     "host's real topology)")
+        notes.append(
+            "no PCIe link attributes in sysfs: the bus is emulated conventional PCI "
+            "(typical of VMs), so link speeds and widths are unknown"
+        )
+    if devices and all(
+        d.kind not in ("root-port", "switch-upstream", "switch-downstream") for d in devices
+    ):
+        notes.append(
+            "flat bus: no PCIe bridges or switches visible (a VM usually hides the "
+            "host's real topology)"
+        )
     if devices and not any(d.kind == "gpu" for d in devices):
         notes.append("no GPU on the PCI bus")
     links, link_notes = read_links(view)
@@ -103,9 +116,15 @@ def build_graph(topo: Topology) -> nx.Graph:
             g.add_edge(d.address, up, kind="internal", link=None, label="", up=up)
             continue
         st = link_state(topo, d)
-        g.add_edge(d.address, up, kind="pcie", link=st["link"] if st else None,
-                   downgraded=bool(st and st["downgraded"]),
-                   label=st["describe"] if st else "", up=up)
+        g.add_edge(
+            d.address,
+            up,
+            kind="pcie",
+            link=st["link"] if st else None,
+            downgraded=bool(st and st["downgraded"]),
+            label=st["describe"] if st else "",
+            up=up,
+        )
     for ln in topo.links:
         if ln.get("pci") in g:
             g.add_node(f"net:{ln['name']}", kind="netdev", label=_net_label(ln))
@@ -135,6 +154,7 @@ def _net_label(ln: dict[str, Any]) -> str:
 
 # -- endpoints and paths ------------------------------------------------------
 
+
 def resolve(topo: Topology, name: str) -> PciDevice:
     """A PCI device from a user's name: gpuN, a netdev, an RDMA or block device, or an address."""
     for d in topo.devices:
@@ -144,13 +164,16 @@ def resolve(topo: Topology, name: str) -> PciDevice:
             return d
     for ln in topo.links:
         if ln["name"] == name:
-            raise LookupError(f"{name} is not backed by a PCI device "
-                              f"({ln.get('kind') or ln.get('type') or 'virtual'} link)")
+            raise LookupError(
+                f"{name} is not backed by a PCI device "
+                f"({ln.get('kind') or ln.get('type') or 'virtual'} link)"
+            )
     if re.fullmatch(r"gpu\d+", name):
         n = sum(d.kind == "gpu" for d in topo.devices)
         raise LookupError(f"no {name}: this machine has {n} GPU(s) on its PCI bus")
-    raise LookupError(f"no device called {name} (try a netdev, gpuN, an RDMA device or a PCI "
-                      "address)")
+    raise LookupError(
+        f"no device called {name} (try a netdev, gpuN, an RDMA device or a PCI address)"
+    )
 
 
 def _chain(topo: Topology, d: PciDevice) -> list[PciDevice]:
@@ -181,8 +204,11 @@ def _bound(crossed: list[tuple[PciDevice, Link | None]]) -> dict[str, Any]:
     now = [(ln.gbps(), d, ln) for d, ln in crossed if ln and ln.gbps()]
     cap = [ln.gbps("max") for _, ln in crossed if ln and ln.gbps("max")]
     res: dict[str, Any] = {
-        "pcie_links": len(crossed), "gbps": None, "max_gbps": min(cap) if cap else None,
-        "bottleneck": None, "unknown_links": len(crossed) - len(now),
+        "pcie_links": len(crossed),
+        "gbps": None,
+        "max_gbps": min(cap) if cap else None,
+        "bottleneck": None,
+        "unknown_links": len(crossed) - len(now),
         "links": [{"below": d.address, "link": ln.describe() if ln else None} for d, ln in crossed],
     }
     if now:
@@ -214,8 +240,8 @@ def path(topo: Topology, src: str, dst: str) -> dict[str, Any]:
     # Peer-to-peer: up to the lowest common bridge, or through the root complex(es).
     common = next((x for x in ca if x.address in {y.address for y in cb}), None)
     if common is not None:
-        up = ca[:ca.index(common)]
-        down = cb[:[y.address for y in cb].index(common.address)]
+        up = ca[: ca.index(common)]
+        down = cb[: [y.address for y in cb].index(common.address)]
         p2p_hops = [d.address for d in up] + [common.address] + [d.address for d in reversed(down)]
         single_switch = len(up) <= 2 and len(down) <= 2 and common.kind == "switch-upstream"
         cls = "PIX" if single_switch or (len(up) == 1 and len(down) == 1) else "PXB"
@@ -225,36 +251,59 @@ def path(topo: Topology, src: str, dst: str) -> dict[str, Any]:
             cls, mid = "PHB", [a.host_bridge]
         else:
             cls = "SYS" if numa_a != numa_b else "NODE"
-            mid = [a.host_bridge] + ([_mem(numa_a), _mem(numa_b)] if cls == "SYS" else []) \
+            mid = (
+                [a.host_bridge]
+                + ([_mem(numa_a), _mem(numa_b)] if cls == "SYS" else [])
                 + [b.host_bridge]
+            )
         p2p_hops = [d.address for d in up] + mid + [d.address for d in reversed(down)]
-    p2p = {"hops": _dedupe(p2p_hops), "class": cls,
-           **_bound(_crossed(topo, up) + _crossed(topo, down))}
+    p2p = {
+        "hops": _dedupe(p2p_hops),
+        "class": cls,
+        **_bound(_crossed(topo, up) + _crossed(topo, down)),
+    }
     # A NIC cannot move more than its network link carries, whatever its PCIe link.
-    wire = [(n, ln["speed_mbps"] / 8000) for n in (src, dst) for ln in topo.links
-            if ln["name"] == n and ln.get("speed_mbps")]
+    wire = [
+        (n, ln["speed_mbps"] / 8000)
+        for n in (src, dst)
+        for ln in topo.links
+        if ln["name"] == n and ln.get("speed_mbps")
+    ]
     for p in (staged, p2p):
         p["network_gbps"] = min((g for _, g in wire), default=None)
 
     notes = []
     snap = topo.iommu
-    translated = [g for g in snap.get("groups", [])
-                  if g["type"] in ("DMA", "DMA-FQ") and {a.address, b.address} & set(g["devices"])]
+    translated = [
+        g
+        for g in snap.get("groups", [])
+        if g["type"] in ("DMA", "DMA-FQ") and {a.address, b.address} & set(g["devices"])
+    ]
     if translated and cls in ("PIX", "PXB"):
-        notes.append("the IOMMU translates these devices' DMA: where the switch ports have "
-                     "ACS, Linux turns on P2P request redirect, so peer writes go up to the root "
-                     "complex for translation and P2P behaves like PHB (unless ATS is used)")
+        notes.append(
+            "the IOMMU translates these devices' DMA: where the switch ports have "
+            "ACS, Linux turns on P2P request redirect, so peer writes go up to the root "
+            "complex for translation and P2P behaves like PHB (unless ATS is used)"
+        )
     if a.iommu_group is not None and a.iommu_group == b.iommu_group:
-        notes.append(f"both are in IOMMU group {a.iommu_group}: no isolation between them "
-                     "(no ACS between them)")
+        notes.append(
+            f"both are in IOMMU group {a.iommu_group}: no isolation between them "
+            "(no ACS between them)"
+        )
     if cls in ("NODE", "SYS"):
-        notes.append(f"{cls}: peer-to-peer across root complexes is slow or unsupported on many "
-                     "CPUs; GPUDirect RDMA wants PIX or PXB")
+        notes.append(
+            f"{cls}: peer-to-peer across root complexes is slow or unsupported on many "
+            "CPUs; GPUDirect RDMA wants PIX or PXB"
+        )
     if staged["unknown_links"] or p2p["unknown_links"]:
         notes.append("some link speeds are unknown (no PCIe link attributes in sysfs)")
-    return {"src": {"name": src, "address": a.address, "kind": a.kind},
-            "dst": {"name": dst, "address": b.address, "kind": b.kind},
-            "host_staged": staged, "peer_to_peer": p2p, "notes": notes}
+    return {
+        "src": {"name": src, "address": a.address, "kind": a.kind},
+        "dst": {"name": dst, "address": b.address, "kind": b.kind},
+        "host_staged": staged,
+        "peer_to_peer": p2p,
+        "notes": notes,
+    }
 
 
 def _dedupe(hops: list[str]) -> list[str]:
@@ -280,17 +329,27 @@ def link_state(topo: Topology, d: PciDevice) -> dict[str, Any] | None:
     if link is None or not (link.cur_speed or link.cur_width):
         return None
     parent = by_addr.get(d.parent or "")
-    ends = [x for x in (d.link, parent.link if parent and parent.kind in INTERNAL_PORTS else None)
-            if x is not None]
+    ends = [
+        x
+        for x in (d.link, parent.link if parent and parent.kind in INTERNAL_PORTS else None)
+        if x is not None
+    ]
     max_speed = min((e.max_speed for e in ends if e.max_speed), default=None)
     max_width = min((e.max_width for e in ends if e.max_width), default=None)
     expected = Link(max_speed, max_speed, max_width, max_width)
-    downgraded = bool((link.cur_speed and max_speed and link.cur_speed < max_speed)
-                      or (link.cur_width and max_width and link.cur_width < max_width))
-    return {"link": link, "expected": expected, "downgraded": downgraded,
-            "describe": link.describe() if not downgraded else
-            f"x{link.cur_width or '?'} @ {link.cur_speed or '?'} GT/s (both ends capable of "
-            f"x{max_width or '?'} @ {max_speed or '?'} GT/s)"}
+    downgraded = bool(
+        (link.cur_speed and max_speed and link.cur_speed < max_speed)
+        or (link.cur_width and max_width and link.cur_width < max_width)
+    )
+    return {
+        "link": link,
+        "expected": expected,
+        "downgraded": downgraded,
+        "describe": link.describe()
+        if not downgraded
+        else f"x{link.cur_width or '?'} @ {link.cur_speed or '?'} GT/s (both ends capable of "
+        f"x{max_width or '?'} @ {max_speed or '?'} GT/s)",
+    }
 
 
 def downgraded_links(topo: Topology) -> list[tuple[PciDevice, str]]:

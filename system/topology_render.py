@@ -14,10 +14,18 @@ if TYPE_CHECKING:
 
 DRAW_FORMATS = ("svg", "png", "pdf", "dot", "gv")
 _COLOURS = {
-    "gpu": "#76b900", "accelerator": "#76b900", "nic": "#4a90d9", "rdma-nic": "#4a90d9",
-    "nvme": "#e8a33d", "storage": "#e8a33d", "root-port": "#dddddd",
-    "switch-upstream": "#bbbbbb", "switch-downstream": "#dddddd", "root-complex": "#999999",
-    "memory": "#ffffff", "netdev": "#d6e6f7",
+    "gpu": "#76b900",
+    "accelerator": "#76b900",
+    "nic": "#4a90d9",
+    "rdma-nic": "#4a90d9",
+    "nvme": "#e8a33d",
+    "storage": "#e8a33d",
+    "root-port": "#dddddd",
+    "switch-upstream": "#bbbbbb",
+    "switch-downstream": "#dddddd",
+    "root-complex": "#999999",
+    "memory": "#ffffff",
+    "netdev": "#d6e6f7",
 }
 
 
@@ -46,22 +54,29 @@ def text(topo: Topology) -> str:
     out.append("network links:")
     for ln in topo.links:
         speed = f"{ln['speed_mbps']} Mb/s" if ln.get("speed_mbps") else "-"
-        out.append(f"  {ln['name']:<12} {ln.get('state') or '?':<8} {speed:<12} "
-                   f"driver {ln.get('driver') or '-':<12} pci {ln.get('pci') or '-':<13} "
-                   f"rdma {','.join(ln['rdma']) or '-'}"
-                   + (f"  ({ln['kind']})" if ln.get("kind") else ""))
+        out.append(
+            f"  {ln['name']:<12} {ln.get('state') or '?':<8} {speed:<12} "
+            f"driver {ln.get('driver') or '-':<12} pci {ln.get('pci') or '-':<13} "
+            f"rdma {','.join(ln['rdma']) or '-'}" + (f"  ({ln['kind']})" if ln.get("kind") else "")
+        )
     bad = downgraded_links(topo)
     if bad:
         out.append("")
-        idle = " (GPUs drop link speed when idle: check again under load)" \
-            if any(d.kind == "gpu" for d, _ in bad) else ""
+        idle = (
+            " (GPUs drop link speed when idle: check again under load)"
+            if any(d.kind == "gpu" for d, _ in bad)
+            else ""
+        )
         out.append(f"downgraded links{idle}:")
         for d, text_ in bad:
             out.append(f"  above {d.address} {d.label or d.kind}: {text_}")
     snap = topo.iommu
     out.append("")
-    out.append(f"IOMMU: {snap['mode']}" + (f" ({snap['vendor']})" if snap["vendor"] else "")
-               + (f", {len(snap['groups'])} groups" if snap["groups"] else ""))
+    out.append(
+        f"IOMMU: {snap['mode']}"
+        + (f" ({snap['vendor']})" if snap["vendor"] else "")
+        + (f", {len(snap['groups'])} groups" if snap["groups"] else "")
+    )
     if topo.notes:
         out.append("")
         out.extend(f"note: {n}" for n in topo.notes)
@@ -85,10 +100,14 @@ def _line(topo: Topology, d: PciDevice) -> str:
 
 def path_text(report: dict[str, Any]) -> str:
     s, d = report["src"], report["dst"]
-    out = [f"{s['name']} ({s['address']}, {s['kind']}) -> {d['name']} ({d['address']}, "
-           f"{d['kind']})", ""]
-    for title, key in (("host-staged (bounce through host memory)", "host_staged"),
-                       ("peer-to-peer (e.g. GPUDirect RDMA)", "peer_to_peer")):
+    out = [
+        f"{s['name']} ({s['address']}, {s['kind']}) -> {d['name']} ({d['address']}, {d['kind']})",
+        "",
+    ]
+    for title, key in (
+        ("host-staged (bounce through host memory)", "host_staged"),
+        ("peer-to-peer (e.g. GPUDirect RDMA)", "peer_to_peer"),
+    ):
         p = report[key]
         extra = f"  [{p['class']}]" if "class" in p else ""
         out.append(f"{title}:{extra}")
@@ -102,8 +121,9 @@ def path_text(report: dict[str, Any]) -> str:
         if p["gbps"]:
             cap = f" (links capable of {p['max_gbps']} GB/s)" if p["max_gbps"] != p["gbps"] else ""
             at_most = "at most " if p["unknown_links"] else ""
-            out.append(f"  PCIe bound: {at_most}{p['gbps']} GB/s per direction at "
-                       f"{p['bottleneck']}{cap}")
+            out.append(
+                f"  PCIe bound: {at_most}{p['gbps']} GB/s per direction at {p['bottleneck']}{cap}"
+            )
             if p["unknown_links"]:
                 out.append(f"  ({p['unknown_links']} link(s) of unknown speed on the way)")
         else:
@@ -119,15 +139,26 @@ def graph(topo: Topology) -> graphviz.Graph:
     import graphviz  # only drawing needs it: text output works on bare machines
 
     g = build_graph(topo)
-    dot = graphviz.Graph("topology", graph_attr={"rankdir": "TB", "fontname": "Helvetica"},
-                         node_attr={"fontname": "Helvetica", "fontsize": "10",
-                                    "shape": "box", "style": "rounded,filled"},
-                         edge_attr={"fontname": "Helvetica", "fontsize": "9"})
+    dot = graphviz.Graph(
+        "topology",
+        graph_attr={"rankdir": "TB", "fontname": "Helvetica"},
+        node_attr={
+            "fontname": "Helvetica",
+            "fontsize": "10",
+            "shape": "box",
+            "style": "rounded,filled",
+        },
+        edge_attr={"fontname": "Helvetica", "fontsize": "9"},
+    )
     for node, data in g.nodes(data=True):
         kind = data.get("kind", "other")
         shape = {"memory": "ellipse", "netdev": "note", "root-complex": "box3d"}.get(kind, "box")
-        dot.node(_id(node), data.get("label", node).replace("\n", "\\n"), shape=shape,
-                 fillcolor=_COLOURS.get(kind, "#f2f2f2"))
+        dot.node(
+            _id(node),
+            data.get("label", node).replace("\n", "\\n"),
+            shape=shape,
+            fillcolor=_COLOURS.get(kind, "#f2f2f2"),
+        )
     for u, v, data in g.edges(data=True):
         # Draw parents above children: edges go from the end nearer memory.
         top = data.get("up", u)
@@ -150,15 +181,17 @@ def draw(topo: Topology, output: str) -> str:
     """Write the drawing; the format comes from `output`'s suffix. Returns the path written."""
     fmt = os.path.splitext(output)[1].lstrip(".").lower()
     if fmt not in DRAW_FORMATS:
-        raise ValueError(f"cannot draw to .{fmt or '?'}: use one of "
-                         + ", ".join("." + f for f in DRAW_FORMATS))
+        raise ValueError(
+            f"cannot draw to .{fmt or '?'}: use one of " + ", ".join("." + f for f in DRAW_FORMATS)
+        )
     dot = graph(topo)
     if fmt in ("dot", "gv"):
         data = dot.source.encode()
     else:
         if shutil.which("dot") is None:
-            raise RuntimeError("graphviz 'dot' not found: apt install graphviz, "
-                               "or write a .dot file")
+            raise RuntimeError(
+                "graphviz 'dot' not found: apt install graphviz, or write a .dot file"
+            )
         data = dot.pipe(format=fmt)
     with open(output, "wb") as f:
         f.write(data)

@@ -12,8 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 # analysis.events categories shown here, in this order.
-SHOWN = ("dma_map", "dma_unmap", "iommu_map", "iommu_unmap", "flush", "flush_strict",
-         "flush_queue", "iova_alloc", "iova_free")
+SHOWN = (
+    "dma_map",
+    "dma_unmap",
+    "iommu_map",
+    "iommu_unmap",
+    "flush",
+    "flush_strict",
+    "flush_queue",
+    "iova_alloc",
+    "iova_free",
+)
 
 
 def summarise(trace: Any) -> dict[str, Any]:
@@ -39,7 +48,8 @@ def summarise(trace: Any) -> dict[str, Any]:
         "finalized": trace.finalized,
         "counts": {k: counts.get(k) for k in SHOWN},  # None: no probe of that kind attached
         "flush_per_unmap": round(counts["flush"] / unmaps, 3)
-        if counts.get("flush") is not None and unmaps else None,
+        if counts.get("flush") is not None and unmaps
+        else None,
     }
 
 
@@ -55,21 +65,31 @@ def compare(paths: list[str], here: dict[str, Any] | None = None) -> dict[str, A
     if len({s["mode"] for s in sums}) > 1:
         diffs.append("IOMMU modes differ: " + ", ".join(f"{s['path']}: {s['mode']}" for s in sums))
     if len({tuple(sorted(s["iommu_params"].items())) for s in sums}) > 1:
-        diffs.append("kernel IOMMU parameters differ: " + "; ".join(
-            f"{s['path']}: {' '.join(f'{k}={v}' for k, v in s['iommu_params'].items()) or '-'}"
-            for s in sums))
+        diffs.append(
+            "kernel IOMMU parameters differ: "
+            + "; ".join(
+                f"{s['path']}: {' '.join(f'{k}={v}' for k, v in s['iommu_params'].items()) or '-'}"
+                for s in sums
+            )
+        )
     if here is not None:
         for s in sums:
             if s["mode"] != here.get("mode"):
-                diffs.append(f"{s['path']} was recorded under {s['mode']}; this machine is "
-                             f"{here.get('mode')}")
+                diffs.append(
+                    f"{s['path']} was recorded under {s['mode']}; this machine is "
+                    f"{here.get('mode')}"
+                )
     for s in sums:
         if s["mode"] in ("off", "passthrough") and s["counts"].get("flush"):
-            diffs.append(f"{s['path']}: {s['counts']['flush']} IOTLB flushes under "
-                         f"{s['mode']}: from devices outside the kernel DMA API (e.g. VFIO)")
+            diffs.append(
+                f"{s['path']}: {s['counts']['flush']} IOTLB flushes under "
+                f"{s['mode']}: from devices outside the kernel DMA API (e.g. VFIO)"
+            )
         if s["mode"] in ("lazy", "strict") and s["counts"].get("flush") is None:
-            diffs.append(f"{s['path']}: no flush probe attached, so the {s['mode']} mode's "
-                         "flush cost is not in this trace")
+            diffs.append(
+                f"{s['path']}: no flush probe attached, so the {s['mode']} mode's "
+                "flush cost is not in this trace"
+            )
         if not s["finalized"]:
             diffs.append(f"{s['path']}: not finalized; counts are those of events in the file")
     return {"traces": sums, "differences": diffs}
@@ -78,11 +98,13 @@ def compare(paths: list[str], here: dict[str, Any] | None = None) -> dict[str, A
 def render_text(result: dict[str, Any]) -> str:
     out = ["", "Traces (full comparison: iommu-trace compare)"]
     for s in result["traces"]:
-        out.append(f"  {s['path']}: IOMMU {s['mode']}"
-                   + (f" ({s['vendor']})" if s["vendor"] else "")
-                   + (f", groups {'/'.join(s['group_types'])}" if s["group_types"] else "")
-                   + f", kernel {s['kernel']}"
-                   + (f", {s['seconds']} s" if s["seconds"] is not None else ""))
+        out.append(
+            f"  {s['path']}: IOMMU {s['mode']}"
+            + (f" ({s['vendor']})" if s["vendor"] else "")
+            + (f", groups {'/'.join(s['group_types'])}" if s["group_types"] else "")
+            + f", kernel {s['kernel']}"
+            + (f", {s['seconds']} s" if s["seconds"] is not None else "")
+        )
         seen = [f"{k} {v}" for k, v in s["counts"].items() if v is not None]
         out.append("    " + (", ".join(seen) or "no DMA/IOMMU probe attached"))
         if s["flush_per_unmap"] is not None:

@@ -43,8 +43,7 @@ def test_firecracker_headers_mismatch_is_reported(fc):
     h = _check(fc, "kernel headers")
     assert h["status"] == "warn"
     assert "/usr/src/linux-headers-6.1.0-56-amd64" in h["summary"]
-    assert any("headers are for 6.1.0-56-amd64 but the kernel is 6.18.44" in d
-               for d in h["detail"])
+    assert any("headers are for 6.1.0-56-amd64 but the kernel is 6.18.44" in d for d in h["detail"])
     # A custom kernel has no Debian headers package to recommend.
     assert not any(p["package"].startswith("linux-headers") for p in fc["install"])
 
@@ -55,8 +54,11 @@ def test_firecracker_iommu_and_gpu(fc):
     assert any("lazy invalidation" in d for d in mode["detail"])
     assert fc["groups"] == []
     assert _check(fc, "gpus")["status"] == "info"
-    assert fc["gpu"] == {"gpus": [], "nvidia": {"version": None, "version_text": None,
-                                                "modules": []}, "rdma": []}
+    assert fc["gpu"] == {
+        "gpus": [],
+        "nvidia": {"version": None, "version_text": None, "modules": []},
+        "rdma": [],
+    }
     # AMD CPU, no IOMMU in this VM: AMD parameters, with the VM caveat.
     assert fc["boot_params"]["vendor"] == "amd"
     assert fc["boot_params"]["params"]["amd"]["passthrough"] == "iommu=pt"
@@ -66,8 +68,16 @@ def test_firecracker_iommu_and_gpu(fc):
 def test_report_is_json_and_text(fc):
     json.dumps(fc)
     text = doctor.render_text(fc)
-    for heading in ("BPF", "Kernel headers", "Probe types", "IOMMU", "GPU", "Choosing a mode",
-                    "Boot parameters", "Check after reboot"):
+    for heading in (
+        "BPF",
+        "Kernel headers",
+        "Probe types",
+        "IOMMU",
+        "GPU",
+        "Choosing a mode",
+        "Boot parameters",
+        "Check after reboot",
+    ):
         assert f"\n{heading}\n" in text
     assert "FAIL  kprobes" in text
 
@@ -98,8 +108,9 @@ def test_h100_gpu_driver_and_missing_bcc():
     rep = doctor.diagnose(str(FIXTURES / "h100-firecracker"))
     gpus = _check(rep, "gpus")
     assert gpus["status"] == "ok"
-    assert gpus["detail"] == ["gpu0: 0000:00:06.0 NVIDIA H100 80GB HBM3, driver nvidia, "
-                              "link x16 @ 32.0 GT/s"]
+    assert gpus["detail"] == [
+        "gpu0: 0000:00:06.0 NVIDIA H100 80GB HBM3, driver nvidia, link x16 @ 32.0 GT/s"
+    ]
     assert rep["gpu"]["nvidia"]["version"] == "580.159.04"
     assert rep["gpu"]["nvidia"]["modules"] == ["nvidia", "nvidia_uvm"]
     assert _check(rep, "bcc")["status"] == "fail"
@@ -110,10 +121,14 @@ def test_h100_gpu_driver_and_missing_bcc():
     assert rep["boot_params"]["vendor"] == "intel"
 
 
-@pytest.mark.parametrize("fixture,mode,group_type", [
-    ("lab-strict", "strict", "DMA"), ("lab-lazy", "lazy", "DMA-FQ"),
-    ("lab-passthrough", "passthrough", "identity"),
-])
+@pytest.mark.parametrize(
+    "fixture,mode,group_type",
+    [
+        ("lab-strict", "strict", "DMA"),
+        ("lab-lazy", "lazy", "DMA-FQ"),
+        ("lab-passthrough", "passthrough", "identity"),
+    ],
+)
 def test_lab_modes(fixture, mode, group_type):
     if not (FIXTURES / fixture).is_dir():
         pytest.skip(f"{fixture} not saved yet")
@@ -123,8 +138,7 @@ def test_lab_modes(fixture, mode, group_type):
     assert _check(rep, "mode")["summary"].startswith(f"{mode} (intel): ")
     assert _check(rep, "kprobes")["status"] == "ok"  # the Debian kernel has kprobes
     assert rep["ready"] == "yes"
-    nvme = next(g for g in rep["groups"] if any(d["attached"] == ["nvme1n1"]
-                                                for d in g["devices"]))
+    nvme = next(g for g in rep["groups"] if any(d["attached"] == ["nvme1n1"] for d in g["devices"]))
     assert [d["kind"] for d in nvme["devices"]] == ["switch-downstream", "nvme"]
     text = doctor.render_text(rep)
     assert f"{group_type}: " in text and "other groups (bridges, chipset, virtio)" in text
@@ -154,12 +168,14 @@ def test_with_traces_states_their_modes_and_flushes():
 
 
 def test_cli_doctor_with_traces():
-    r = CliRunner().invoke(cli, ["doctor", "--root", FIRECRACKER, "--with", STRICT_TRACE,
-                                 "--with", LAZY_TRACE])
+    r = CliRunner().invoke(
+        cli, ["doctor", "--root", FIRECRACKER, "--with", STRICT_TRACE, "--with", LAZY_TRACE]
+    )
     assert r.exit_code == 0, r.output
     assert "IOTLB flushes per unmap: 1.0" in r.output
-    r = CliRunner().invoke(cli, ["doctor", "--root", FIRECRACKER, "--format", "json",
-                                 "--with", LAZY_TRACE])
+    r = CliRunner().invoke(
+        cli, ["doctor", "--root", FIRECRACKER, "--format", "json", "--with", LAZY_TRACE]
+    )
     assert json.loads(r.output)["traces"]["traces"][0]["mode"] == "lazy"
 
 
@@ -168,5 +184,7 @@ def test_cli_doctor_with_a_non_trace_is_one_line(tmp_path):
     bad.write_text("not a trace")
     r = CliRunner().invoke(cli, ["doctor", "--root", FIRECRACKER, "--with", str(bad)])
     assert r.exit_code == 2
-    assert r.output.strip() == f"iommu-trace: cannot compare traces: {bad}: not an iommu-trace " \
-                               "file (unknown format)"
+    assert (
+        r.output.strip() == f"iommu-trace: cannot compare traces: {bad}: not an iommu-trace "
+        "file (unknown format)"
+    )

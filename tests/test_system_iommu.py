@@ -22,15 +22,19 @@ def test_firecracker_has_no_iommu():
     assert snap["mode"] == "off"
     assert snap["iommu_params"] == {"swiotlb": "noforce"}
     # The kernel was built lazy-by-default and said so, but had nothing to translate.
-    assert snap["kernel_default"] == {"domain": "translated", "invalidation": "lazy",
-                                      "source": "boot log"}
+    assert snap["kernel_default"] == {
+        "domain": "translated",
+        "invalidation": "lazy",
+        "source": "boot log",
+    }
     assert any("Default domain type: Translated" in ln for ln in snap["dmesg"])
     assert any("no IOMMU hardware" in n for n in snap["notes"])
     json.dumps(snap)  # stored verbatim in trace metadata
 
 
-@pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.iterdir()
-                                            if (p / "snapshot.json").exists()))
+@pytest.mark.parametrize(
+    "fixture", sorted(p.name for p in FIXTURES.iterdir() if (p / "snapshot.json").exists())
+)
 def test_every_saved_snapshot_is_consistent(fixture):
     snap = snapshot(str(FIXTURES / fixture))
     assert STABLE_KEYS <= snap.keys()
@@ -58,39 +62,54 @@ def test_missing_root_degrades_to_notes(tmp_path):
     assert any("iommu_groups missing" in n for n in snap["notes"])
 
 
-@pytest.mark.parametrize("cmdline,expected", [
-    # Real command lines: an Intel GPU node in passthrough, an AMD strict one, a lazy ARM one.
-    ("BOOT_IMAGE=/vmlinuz-6.1.0-18-amd64 root=UUID=ab ro quiet intel_iommu=on iommu=pt",
-     {"intel_iommu": "on", "iommu": "pt"}),
-    ("BOOT_IMAGE=/boot/vmlinuz ro amd_iommu=on iommu.strict=1 iommu.passthrough=0",
-     {"amd_iommu": "on", "iommu.strict": "1", "iommu.passthrough": "0"}),
-    ("console=ttyAMA0 iommu.strict=0 -- iommu=pt", {"iommu.strict": "0"}),  # after -- is init's
-    ('root=/dev/vda1 intel_iommu=on,sm_on dyndbg="file iommu.c +p" iommu=nopt iommu=pt',
-     {"intel_iommu": "on,sm_on", "iommu": "pt"}),  # last repeat wins
-    ("quiet splash", {}),
-])
+@pytest.mark.parametrize(
+    "cmdline,expected",
+    [
+        # Real command lines: an Intel GPU node in passthrough, an AMD strict one, a lazy ARM one.
+        (
+            "BOOT_IMAGE=/vmlinuz-6.1.0-18-amd64 root=UUID=ab ro quiet intel_iommu=on iommu=pt",
+            {"intel_iommu": "on", "iommu": "pt"},
+        ),
+        (
+            "BOOT_IMAGE=/boot/vmlinuz ro amd_iommu=on iommu.strict=1 iommu.passthrough=0",
+            {"amd_iommu": "on", "iommu.strict": "1", "iommu.passthrough": "0"},
+        ),
+        ("console=ttyAMA0 iommu.strict=0 -- iommu=pt", {"iommu.strict": "0"}),  # after -- is init's
+        (
+            'root=/dev/vda1 intel_iommu=on,sm_on dyndbg="file iommu.c +p" iommu=nopt iommu=pt',
+            {"intel_iommu": "on,sm_on", "iommu": "pt"},
+        ),  # last repeat wins
+        ("quiet splash", {}),
+    ],
+)
 def test_parse_cmdline(cmdline, expected):
     assert parse_cmdline(cmdline) == expected
 
 
-@pytest.mark.parametrize("types,mode", [
-    (["DMA-FQ", "DMA-FQ"], "lazy"),
-    (["DMA"], "strict"),
-    (["identity", "identity"], "passthrough"),
-    (["DMA", "identity"], "mixed"),
-    (["DMA-FQ", "unmanaged"], "lazy"),  # a vfio-owned group is not the kernel's DMA API
-    (["unmanaged"], "unknown"),
-])
+@pytest.mark.parametrize(
+    "types,mode",
+    [
+        (["DMA-FQ", "DMA-FQ"], "lazy"),
+        (["DMA"], "strict"),
+        (["identity", "identity"], "passthrough"),
+        (["DMA", "identity"], "mixed"),
+        (["DMA-FQ", "unmanaged"], "lazy"),  # a vfio-owned group is not the kernel's DMA API
+        (["unmanaged"], "unknown"),
+    ],
+)
 def test_summarise_mode(types, mode):
     groups = [{"group": str(i), "type": t, "devices": []} for i, t in enumerate(types)]
     assert summarise_mode(True, groups) == mode
 
 
-@pytest.mark.parametrize("fixture,mode,params,invalidation", [
-    ("lab-strict", "strict", {"intel_iommu": "on", "iommu.strict": "1"}, "strict"),
-    ("lab-lazy", "lazy", {"intel_iommu": "on", "iommu.strict": "0"}, "lazy"),
-    ("lab-passthrough", "passthrough", {"intel_iommu": "on", "iommu.passthrough": "1"}, None),
-])
+@pytest.mark.parametrize(
+    "fixture,mode,params,invalidation",
+    [
+        ("lab-strict", "strict", {"intel_iommu": "on", "iommu.strict": "1"}, "strict"),
+        ("lab-lazy", "lazy", {"intel_iommu": "on", "iommu.strict": "0"}, "lazy"),
+        ("lab-passthrough", "passthrough", {"intel_iommu": "on", "iommu.passthrough": "1"}, None),
+    ],
+)
 def test_lab_vtd_snapshots(fixture, mode, params, invalidation):
     snap = snapshot(str(FIXTURES / fixture))
     assert (snap["present"], snap["vendor"], snap["units"]) == (True, "intel", ["dmar0"])

@@ -47,7 +47,11 @@ def test_firecracker_network_links(fc):
     assert set(links) == {"lo", "eth0", "ifb0", "ifb1"}
     eth0 = links["eth0"]
     assert (eth0["state"], eth0["driver"], eth0["pci"], eth0["rdma"]) == (
-        "up", "virtio_net", "0000:00:03.0", [])
+        "up",
+        "virtio_net",
+        "0000:00:03.0",
+        [],
+    )
     assert eth0["speed_mbps"] is None  # virtio reports -1
     assert links["ifb0"]["kind"] == "ifb" and links["ifb0"]["pci"] is None
     assert links["lo"]["type"] == "loopback"
@@ -59,18 +63,20 @@ def test_path_on_a_flat_bus(fc):
     assert p2p["class"] == "PHB"  # both hang off the root complex
     assert p2p["hops"] == ["0000:00:03.0", "pci0000:00", "0000:00:02.0"]
     assert p2p["pcie_links"] == 2 and p2p["gbps"] is None and p2p["unknown_links"] == 2
-    assert staged["hops"] == ["0000:00:03.0", "pci0000:00", "mem:?", "pci0000:00",
-                              "0000:00:02.0"]
+    assert staged["hops"] == ["0000:00:03.0", "pci0000:00", "mem:?", "pci0000:00", "0000:00:02.0"]
     assert staged["host_memory_passes"] == 2 and staged["crosses_sockets"] is False
     assert "unknown" in render.path_text(rep)
 
 
-@pytest.mark.parametrize("name,error", [
-    ("gpu0", "no gpu0: this machine has 0 GPU(s)"),
-    ("lo", "lo is not backed by a PCI device (loopback link)"),
-    ("ifb0", "ifb0 is not backed by a PCI device (ifb link)"),
-    ("nope", "no device called nope"),
-])
+@pytest.mark.parametrize(
+    "name,error",
+    [
+        ("gpu0", "no gpu0: this machine has 0 GPU(s)"),
+        ("lo", "lo is not backed by a PCI device (loopback link)"),
+        ("ifb0", "ifb0 is not backed by a PCI device (ifb link)"),
+        ("nope", "no device called nope"),
+    ],
+)
 def test_unresolvable_endpoints(fc, name, error):
     with pytest.raises(LookupError, match=error.replace("(", r"\(").replace(")", r"\)")):
         topology.path(fc, "eth0", name)
@@ -96,8 +102,7 @@ def test_dot_source_has_every_device(fc, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz dot not installed")
-@pytest.mark.parametrize("suffix,magic", [("svg", b"<?xml"), ("png", b"\x89PNG"),
-                                          ("pdf", b"%PDF")])
+@pytest.mark.parametrize("suffix,magic", [("svg", b"<?xml"), ("png", b"\x89PNG"), ("pdf", b"%PDF")])
 def test_drawings(fc, tmp_path, suffix, magic):
     out = render.draw(fc, str(tmp_path / f"t.{suffix}"))
     assert Path(out).read_bytes().startswith(magic)
@@ -110,20 +115,25 @@ def test_cli_topo_replays_snapshot():
     assert len(data["devices"]) == 6 and data["iommu"]["mode"] == "off"
 
 
-@pytest.mark.parametrize("spec", ["eth0:vda", "0000:00:03.0:vda", "eth0:0000:00:02.0",
-                                  "0000:00:03.0:0000:00:02.0", "eth0,vda"])
+@pytest.mark.parametrize(
+    "spec",
+    ["eth0:vda", "0000:00:03.0:vda", "eth0:0000:00:02.0", "0000:00:03.0:0000:00:02.0", "eth0,vda"],
+)
 def test_cli_path_specs(spec):
     r = CliRunner().invoke(cli, ["topo", "--root", FIRECRACKER, "--path", spec])
     assert r.exit_code == 0, r.output
     assert "[PHB]" in r.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--path", "eth0:gpu0"], "no gpu0"),
-    (["--path", "eth0"], "expected SRC:DST"),
-    (["-o", "t.jpg"], "cannot draw to .jpg"),
-    (["--save", "x"], "cannot be combined with --root"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--path", "eth0:gpu0"], "no gpu0"),
+        (["--path", "eth0"], "expected SRC:DST"),
+        (["-o", "t.jpg"], "cannot draw to .jpg"),
+        (["--save", "x"], "cannot be combined with --root"),
+    ],
+)
 def test_cli_errors_are_one_line(args, message):
     r = CliRunner().invoke(cli, ["topo", "--root", FIRECRACKER, *args])
     assert r.exit_code == 2
@@ -154,7 +164,10 @@ def test_lab_switch_tree(lab):
     assert kind["0000:01:00.0"] == "switch-upstream"
     assert kind["0000:02:00.0"] == kind["0000:02:01.0"] == "switch-downstream"
     assert (kind["0000:03:00.0"], kind["0000:04:00.0"], kind["0000:05:00.0"]) == (
-        "nvme", "nic", "nic")
+        "nvme",
+        "nic",
+        "nic",
+    )
     nvme = lab.device("0000:03:00.0")
     assert nvme.parent == "0000:02:00.0" and nvme.block == ["nvme1n1"]
     assert nvme.iommu_group == "15" and lab.device("0000:02:00.0").iommu_group == "15"
@@ -180,8 +193,13 @@ def test_lab_peer_to_peer_under_one_switch_is_pix(lab):
     rep = topology.path(lab, "enp4s0", "nvme1n1")
     p2p, staged = rep["peer_to_peer"], rep["host_staged"]
     assert p2p["class"] == "PIX"
-    assert p2p["hops"] == ["0000:04:00.0", "0000:02:01.0", "0000:01:00.0", "0000:02:00.0",
-                           "0000:03:00.0"]
+    assert p2p["hops"] == [
+        "0000:04:00.0",
+        "0000:02:01.0",
+        "0000:01:00.0",
+        "0000:02:00.0",
+        "0000:03:00.0",
+    ]
     assert p2p["pcie_links"] == 2  # NIC-DSP and DSP-NVMe; inside the switch is not a link
     assert staged["pcie_links"] == 4  # plus the switch's uplink, twice
     assert p2p["gbps"] == staged["gbps"] == 0.25  # x1 @ 2.5 GT/s, 8b/10b
@@ -211,7 +229,11 @@ def test_h100_gpu_and_its_link():
     t = topology.collect(H100)
     gpu = t.device("0000:00:06.0")
     assert (gpu.kind, gpu.label, gpu.driver, gpu.model) == (
-        "gpu", "gpu0", "nvidia", "NVIDIA H100 80GB HBM3")
+        "gpu",
+        "gpu0",
+        "nvidia",
+        "NVIDIA H100 80GB HBM3",
+    )
     assert gpu.link.describe() == "x16 @ 32.0 GT/s" and gpu.link.gbps() == 63.01
     assert any("pyroute2 not importable" in n for n in t.notes)  # sysfs fallback
     assert {ln["name"] for ln in t.links} == {"eth0", "ifb0", "ifb1", "lo"}
