@@ -3,23 +3,8 @@
 from __future__ import annotations
 
 from ..tracefile.reader import Trace
+from .taxonomy import CALL_GROUPS, KERNEL_GROUPS, KIND
 
-# Kernel-side events that map, unmap or flush (recorded system-wide).
-KERNEL_GROUPS = {"dma", "iommu-map", "iotlb-flush", "iova", "nvidia"}
-# User-side calls with an entry and a return: the catalog's CUDA probes and --uprobe ones.
-CALL_GROUPS = {"cuda-runtime", "cuda-driver", "user"}
-
-# op -> the column it is counted under
-KIND = {
-    "map": "map",
-    "alloc": "map",
-    "unmap": "unmap",
-    "free": "unmap",
-    "flush": "flush",
-    "iova_alloc": "iova",
-    "iova_free": "iova",
-}
-KINDS = ("map", "unmap", "flush", "iova")
 # dma_map_sg/dma_unmap_sg tracepoints carry at most this many sg entries
 # (DMA_TRACE_MAX_ENTRIES); `size` sums those, so past it it is a lower bound.
 SG_TRACE_MAX_ENTRIES = 128

@@ -14,9 +14,9 @@ import math
 
 import pandas as pd
 
+from ..render.units import human_size
 from .overhead_compare import Comparison
 from .overhead_data import SHORT
-from .overhead_report import human_size
 
 FORMATS = (".svg", ".png", ".pdf")
 STYLES = ["-", "--", "-.", ":"]

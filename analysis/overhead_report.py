@@ -7,15 +7,9 @@ import math
 
 import pandas as pd
 
+from ..render.units import human_size
 from .overhead_compare import Comparison
 from .overhead_data import CATEGORIES, KEYS, LABEL, SHORT, Results
-
-
-def human_size(n: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift} {unit}"
-    return f"{n} B"
 
 
 def _num(x: float) -> str:
@@ -184,4 +178,4 @@ def to_csv(singles, comps: list[Comparison]) -> str:
     return pd.concat(frames, ignore_index=True).to_csv(index=False)
 
 
-__all__ = ["KEYS", "compare_text", "human_size", "single_text", "to_csv", "to_json"]
+__all__ = ["KEYS", "compare_text", "single_text", "to_csv", "to_json"]

@@ -10,11 +10,11 @@ import html
 import math
 import os
 import shutil
-from collections import Counter
 from typing import TYPE_CHECKING
 
 import networkx as nx
 
+from ..render.units import events_text
 from .frames import LAYER_ORDER, LAYERS
 
 if TYPE_CHECKING:  # drawing needs graphviz; recording and reading traces must not
@@ -22,36 +22,10 @@ if TYPE_CHECKING:  # drawing needs graphviz; recording and reading traces must n
 
 FORMATS = ("svg", "pdf", "png", "dot")
 FONT = "Helvetica"
-_NOUN = {"map": ("map", "maps"), "unmap": ("unmap", "unmaps"), "flush": ("flush", "flushes"),
-         "iova": ("IOVA op", "IOVA ops")}  # fmt: skip
 
 
 class RenderError(RuntimeError):
     """Rendering failed; one line for the user."""
-
-
-def human_bytes(n: int) -> str:
-    for unit, step in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= step:
-            v = n / step
-            return f"{v:.1f} {unit}" if v < 10 and v != int(v) else f"{v:.0f} {unit}"
-    return f"{n} B"
-
-
-def events_text(
-    events: Counter, nbytes: Counter, lb: set[str] = frozenset(), sep: str = " · "
-) -> list[str]:
-    """One line per kind: '4 maps · 36 MiB' ('≥' where an sg list was cut short)."""
-    out = []
-    for k in ("map", "unmap", "flush", "iova"):
-        n = events.get(k, 0)
-        if not n:
-            continue
-        s = f"{n} {_NOUN[k][n != 1]}"
-        if nbytes.get(k):
-            s += f"{sep}{'≥' if k in lb else ''}{human_bytes(nbytes[k])}"
-        out.append(s)
-    return out
 
 
 def _run_text(a: dict) -> str:

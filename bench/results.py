@@ -13,6 +13,8 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from ..render.units import human_size
+
 KEYS = ("pattern", "size", "mode", "memory", "direction")
 COLUMNS = (
     "bench",
@@ -122,10 +124,3 @@ def table(rows: Sequence[dict]) -> str:
         ).rstrip()
         for row in out
     )
-
-
-def human_size(n: int) -> str:
-    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift} {unit}"
-    return f"{n} B"

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from ..cli import UserError
+from ..errors import UserError
 from .modes import Mode
 from .vm import GuestResult, Progress, Tools, VMSpec, kernel_release, run_vm, stderr_progress
 from .workloads import RESULT_TAG
@@ -36,12 +36,6 @@ def workload_argv(kind: str, result: str, **kw) -> list[str]:
     else:
         raise ValueError(kind)
     return argv
-
-
-def recorder_available() -> bool:
-    from ..cli import cli
-
-    return "record" in getattr(cli, "commands", {})
 
 
 @dataclass

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..cli import UserError
+from ..errors import UserError
 from .modes import Mode
 
 Progress = Callable[[str], None]

@@ -1,8 +1,8 @@
 """`iommu-trace overhead`: measured operation cost joined with the DMA/IOMMU events of its window.
 
-The work is in overhead_data (results + event counts), overhead_compare (overhead %,
-cost per event), overhead_report (tables), overhead_plot (the arch plot) and
-phases (FlexGen's setup/prefill/decode split).
+The work is in analysis/: overhead_data (results + event counts), overhead_compare
+(overhead %, cost per event), overhead_report (tables), overhead_plot (the arch plot)
+and phases (FlexGen's setup/prefill/decode split).
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 
 import click
+
+from ..errors import UserError
+from ._load import load_trace
 
 
 @click.command("overhead")
@@ -49,14 +52,14 @@ def overhead(traces, results, plot, fmt, phases) -> None:
     TRACE.workload.json (lab, examples/flexgen_run.py), else the trace's
     workload metadata (record --workload-result).
     """
-    from ..cli import UserError, load_trace
-
     if phases:
-        print_phases(traces, fmt, UserError, load_trace)
+        from ._phases import print_phases
+
+        print_phases(traces, fmt)
         return
-    from . import overhead_compare as oc
-    from . import overhead_data as od
-    from . import overhead_report as rep
+    from ..analysis import overhead_compare as oc
+    from ..analysis import overhead_data as od
+    from ..analysis import overhead_report as rep
 
     if results and len(results) != len(traces):
         raise UserError("give one --results per trace, in the same order")
@@ -93,37 +96,7 @@ def overhead(traces, results, plot, fmt, phases) -> None:
         parts += [rep.compare_text(c) for c in comps]
         click.echo("\n\n".join(parts))
     if plot:
-        from .overhead_plot import arch_plot
+        from ..analysis.overhead_plot import arch_plot
 
         arch_plot(plot, singles, comps)
         click.echo(f"iommu-trace: plot written to {plot}", err=True)
-
-
-def print_phases(traces, fmt, UserError, load_trace) -> None:  # noqa: N803 - passed-in class
-    """FlexGen's setup/prefill/decode split (`overhead --phases`, `report --phases`)."""
-    import json
-
-    from . import phases as ph
-
-    if len(traces) != 1:
-        raise UserError("--phases reads one trace")
-    path = traces[0]
-    t = load_trace(path)
-    try:
-        wl = ph.load_workload(path, t.meta)
-        table = ph.split(t.events, t.meta, wl)
-    except ph.PhaseError as e:
-        raise UserError(str(e)) from None
-    steps = ph.map_steps(t.events, t.meta, wl)
-    if fmt == "json":
-        doc = {
-            "trace": path,
-            "workload": {k: v for k, v in wl.items() if k != "steps"},
-            "phases": json.loads(table.to_json(orient="records")),
-            "decode_steps_with_maps": steps,
-        }
-        click.echo(json.dumps(doc, indent=1))
-    elif fmt == "csv":
-        click.echo(table.to_csv(index=False), nl=False)
-    else:
-        click.echo(ph.text(os.path.basename(path), table, wl, steps))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from . import patterns as pat
+from ..bench import patterns as pat
+from ..errors import UserError
 
 
 def _csv(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -18,7 +19,7 @@ def _csv(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 def _progress(cell) -> None:
-    from .results import human_size
+    from ..render.units import human_size
 
     med = cell.row()["median_us"]
     click.echo(
@@ -76,8 +77,7 @@ def memcpy_cmd(
       random-cpu  192 of the 256 host regions in random order
       random-all  host and device regions in random order
     """
-    from ..cli import UserError
-    from . import memcpy, results, sidecar
+    from ..bench import memcpy, results, sidecar
 
     try:
         cfg = memcpy.Config(
@@ -96,7 +96,7 @@ def memcpy_cmd(
         raise UserError("--loops and --regions must be at least 1, --warmup at least 0")
     dest = sidecar.sidecar_path(results.SIDE_SUFFIX, out)
     try:
-        from .cuda_backend import CupyBackend
+        from ..bench.cuda_backend import CupyBackend
 
         be = CupyBackend(device_index)
         say = None if quiet else _progress

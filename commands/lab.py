@@ -6,7 +6,8 @@ import os
 
 import click
 
-from .modes import MODES
+from ..errors import UserError
+from ..lab.modes import MODES
 
 
 @click.command("lab")
@@ -38,11 +39,9 @@ def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busy
     to OUTPUT.workload.json.  Needs root, qemu-system-x86, virtme-ng and a
     /boot/vmlinuz-* with modules; no KVM (qemu TCG, a boot takes ~20 s).
     """
-    # imported here: they import iommu_trace.cli, which imports this module
-    from ..cli import UserError
-    from .session import recorder_available, run_lab
-    from .vm import find_tools, stderr_progress
-    from .workloads import parse_size
+    from ..lab.session import run_lab
+    from ..lab.vm import find_tools, stderr_progress
+    from ..lab.workloads import parse_size
 
     if os.geteuid() != 0:
         raise UserError("lab needs root (BPF inside the guest runs as the host user): use sudo")
@@ -51,10 +50,8 @@ def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busy
     except ValueError as e:
         raise UserError(str(e)) from None
     tools = find_tools(kernel, busybox)
-    record = not no_record and recorder_available()
+    record = not no_record
     say = None if quiet else stderr_progress
-    if not record and not no_record and say:
-        click.echo("lab: no `iommu-trace record` yet: running the workload unrecorded", err=True)
     if command is not None:
         kind, kw = "run", {"command": command}
     elif workload == "sweep":

@@ -1,0 +1,29 @@
+"""One module per verb; `cli.py` registers COMMANDS in this order (the order of --help).
+
+Each module holds option parsing and the call into analysis/ and render/; heavy
+libraries (pandas, pyarrow, matplotlib, networkx, bcc) are imported inside the verb
+so that `iommu-trace --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .bench import bench
+from .callgraph import callgraph
+from .calls import calls
+from .compare import compare
+from .doctor import doctor
+from .export import export
+from .info import info
+from .lab import lab
+from .overhead import overhead
+from .probes import probes
+from .record import record
+from .report import report
+from .topo import topo
+
+COMMANDS: list[click.Command] = [
+    record, info, probes, report, compare, callgraph, calls, export,
+    overhead, doctor, topo, bench, lab,
+]  # fmt: skip

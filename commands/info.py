@@ -1,0 +1,21 @@
+"""`iommu-trace info`: what a trace holds."""
+
+from __future__ import annotations
+
+import click
+
+from ._load import load_trace
+
+
+@click.command()
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def info(trace, fmt) -> None:
+    """What a trace holds: command, kernel, IOMMU mode, probes, counts, drops."""
+    from ..analysis import summary
+
+    t = load_trace(trace)
+    s = summary.summarize(t)
+    click.echo(summary.to_json(s) if fmt == "json" else summary.to_text(s))

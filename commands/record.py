@@ -1,0 +1,108 @@
+"""`iommu-trace record`: run a command (or follow a pid, or all) under the BPF recorder."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import UserError
+
+
+def _probe_set(values: tuple[str, ...]) -> set[str]:
+    return {v.strip() for item in values for v in item.split(",") if v.strip()}
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.option("-o", "--output", default="trace.iot", show_default=True, help="trace file to write")
+@click.option("-p", "--pid", type=int, help="follow this running process instead of a command")
+@click.option("-a", "--all", "follow_all", is_flag=True, help="record system-wide")
+@click.option(
+    "--as-root", is_flag=True, help="under sudo, run the command as root, not as the invoking user"
+)
+@click.option(
+    "--probe",
+    "enable",
+    multiple=True,
+    help="also enable these probes or groups (comma list), e.g. cudaMemcpy",
+)
+@click.option(
+    "--no-probe", "disable", multiple=True, help="disable these probes or groups (comma list)"
+)
+@click.option(
+    "--uprobe",
+    "uprobes",
+    multiple=True,
+    metavar="LIB:SYMBOL",
+    help="ad-hoc user probe with entry/return, e.g. c:getpid or /path/libx.so:fn",
+)
+@click.option(
+    "--keep-addresses", is_flag=True, help="store raw physical/DMA addresses (they defeat KASLR)"
+)
+@click.option("-d", "--duration", type=float, help="stop after this many seconds")
+@click.option(
+    "--catalog", type=click.Path(exists=True, dir_okay=False), help="use another probe catalog"
+)
+@click.option(
+    "--buffer-pages", default=1024, show_default=True, help="ring/perf buffer size in pages"
+)
+@click.option(
+    "--perf-buffer", is_flag=True, help="use the perf buffer even where the ring buffer exists"
+)
+@click.option(
+    "--workload-result",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="JSON the workload writes about itself (e.g. bytes and seconds per run), "
+    "stored in the trace's metadata when the command ends",
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def record(
+    output,
+    pid,
+    follow_all,
+    as_root,
+    enable,
+    disable,
+    uprobes,
+    keep_addresses,
+    duration,
+    catalog,
+    buffer_pages,
+    perf_buffer,
+    workload_result,
+    command,
+) -> None:
+    """Record DMA/IOMMU and CUDA events while COMMAND runs (or for -p PID, or -a).
+
+    \b
+      sudo iommu-trace record -o run.iot -- python my_workload.py --args
+      sudo iommu-trace record -a -d 10 -o idle.iot
+    Exits with the command's exit status; the trace is finalized on Ctrl-C,
+    SIGTERM, or when the command exits or crashes.
+    """
+    from ..tracer import recorder
+
+    if not command and pid is None and not follow_all:
+        raise UserError("give a command (after --), -p PID, or -a for system-wide")
+    opts = recorder.Options(
+        output=output,
+        command=list(command),
+        pid=pid,
+        follow_all=follow_all,
+        as_root=as_root,
+        enable=_probe_set(enable),
+        disable=_probe_set(disable),
+        uprobes=list(uprobes),
+        keep_addresses=keep_addresses,
+        duration=duration,
+        catalog=catalog,
+        buffer_pages=buffer_pages,
+        perf_buffer=perf_buffer,
+        workload_result=workload_result,
+    )
+    try:
+        code = recorder.main_record(opts)
+    except recorder.RecordError as e:
+        raise UserError(str(e)) from None
+    sys.exit(code)

@@ -1,0 +1,38 @@
+"""`iommu-trace report`: counts and rates of one trace's DMA/IOMMU events."""
+
+from __future__ import annotations
+
+import click
+
+from ._load import load_trace
+
+
+@click.command()
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True
+)
+@click.option("--bins", default=10, show_default=True, help="timeline bins")
+@click.option(
+    "--phases",
+    is_flag=True,
+    help="FlexGen traces: setup, prefill and decode, with DMA events and copy time per token",
+)
+def report(trace, fmt, bins, phases) -> None:
+    """Counts and rates of maps, unmaps, IOTLB flushes and IOVA allocs in TRACE.
+
+    Per device, by mapping size, over time, per phase (setup, each workload
+    run, teardown), with the workload's measured throughput where known.
+    """
+    from ..analysis import report as rep
+
+    if phases:
+        from ._phases import print_phases
+
+        print_phases([trace], fmt)
+        return
+
+    r = rep.build(load_trace(trace), bins=bins)
+    click.echo(
+        {"text": rep.to_text, "json": rep.to_json, "csv": rep.to_csv}[fmt](r), nl=fmt != "csv"
+    )

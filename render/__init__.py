@@ -1,0 +1,1 @@
+"""Renderers: text tables, plots, graphs and timelines from analysis results."""
