@@ -29,7 +29,14 @@ def _progress(cell) -> None:
     )
 
 
-@click.group()
+EXAMPLES = (
+    "\b\nExamples:\n"
+    "  sudo iommu-trace record -o bench.iot -- iommu-trace bench memcpy --sizes 6:24\n"
+    "  iommu-trace overhead bench.iot\n"
+)
+
+
+@click.group(epilog=EXAMPLES)
 def bench() -> None:
     """Microbenchmarks whose timing windows `iommu-trace overhead` joins with a trace."""
 

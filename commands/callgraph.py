@@ -24,7 +24,15 @@ def _caption(t) -> str:
     return f"{os.path.basename(t.path)}: {cmd} · {m.get('hostname')} · {kernel} · IOMMU {iommu}"
 
 
-@click.command("callgraph")
+EXAMPLES = (
+    "\b\nExamples:\n"
+    "  iommu-trace callgraph run.iot -o path.svg\n"
+    "  iommu-trace callgraph run.iot --from cudaHostAlloc --to dma_map_sg_attrs -o path.pdf\n"
+    "  iommu-trace callgraph run.iot --from cudaHostAlloc --from cudaFreeHost --collapse -o p.png\n"
+)
+
+
+@click.command("callgraph", epilog=EXAMPLES)
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", help="FILE.svg, .pdf, .png, .dot or .json (networkx node-link)")
 @click.option("--format", "fmt", type=click.Choice([*GRAPH_FORMATS, "json"]),
@@ -55,10 +63,6 @@ def callgraph(trace, output, fmt, from_fn, to_fn, collapse, keep, landmarks, kin
               app_frames, edge_labels, no_legend, caption, rankdir, runs) -> None:  # fmt: skip
     """Draw the CUDA -> ioctl -> driver -> DMA/IOMMU call paths of a trace's mappings.
 
-    \b
-      iommu-trace callgraph run.iot -o path.svg
-      iommu-trace callgraph run.iot --from cudaHostAlloc --to dma_map_sg_attrs -o path.pdf
-      iommu-trace callgraph run.iot --from cudaHostAlloc --from cudaFreeHost --collapse -o p.png
     User and kernel stacks of each DMA/IOMMU event are joined into one path;
     edges count the events that went through them and the bytes they mapped.
     """

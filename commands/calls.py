@@ -46,7 +46,15 @@ def _bytes(n: int, lb: bool) -> str:
     return ("≥" if lb else "") + human_bytes(n) if n else "-"
 
 
-@click.command()
+EXAMPLES = (
+    "\b\nExamples:\n"
+    "  iommu-trace calls run.iot\n"
+    "  iommu-trace calls run.iot --mapping-only --flat\n"
+    "  iommu-trace calls run.iot --call cudaHostAlloc --format json\n"
+)
+
+
+@click.command(epilog=EXAMPLES)
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option("--mapping-only", is_flag=True, help="only calls that caused a DMA/IOMMU event")
 @click.option("--flat", is_flag=True, help="only outermost calls (nested ones count for them)")

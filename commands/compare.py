@@ -7,8 +7,14 @@ import click
 from ..errors import UserError
 from ._load import load_trace
 
+EXAMPLES = (
+    "\b\nExamples:\n"
+    "  iommu-trace compare lazy.iot strict.iot\n"
+    "  iommu-trace compare lazy.iot strict.iot -o cmp.svg\n"
+)
 
-@click.command()
+
+@click.command(epilog=EXAMPLES)
 @click.argument("traces", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "-o",
@@ -20,11 +26,7 @@ from ._load import load_trace
     "--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True
 )
 def compare(traces, output, fmt) -> None:
-    """The same figures side by side for two or more traces, with ratios to the first.
-
-    \b
-      iommu-trace compare lazy.iot strict.iot -o cmp.svg
-    """
+    """The same figures side by side for two or more traces, with ratios to the first."""
     from ..analysis import compare as cmp
 
     if len(traces) < 2:

@@ -6,8 +6,15 @@ import click
 
 from ._system import ROOT_HELP, check_save, emit, fail, save_view
 
+EXAMPLES = (
+    "\b\nExamples:\n"
+    "  iommu-trace doctor\n"
+    "  sudo iommu-trace doctor --save snap/          # for a bug report\n"
+    "  iommu-trace doctor --with lazy.iot --with strict.iot\n"
+)
 
-@click.command()
+
+@click.command(epilog=EXAMPLES)
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )

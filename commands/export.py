@@ -7,8 +7,14 @@ import click
 from ..errors import UserError
 from ._load import load_trace
 
+EXAMPLES = (
+    "\b\nExamples:\n"
+    "  iommu-trace export run.iot --perfetto run.json\n"
+    "  iommu-trace export run.iot --perfetto run.json --no-ioctls --stacks\n"
+)
 
-@click.command()
+
+@click.command(epilog=EXAMPLES)
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option("--perfetto", "out", required=True, metavar="FILE.json",
               help="write a Chrome/Perfetto trace-event JSON timeline")  # fmt: skip

@@ -6,8 +6,10 @@ import click
 
 from ._load import load_trace
 
+EXAMPLES = "\b\nExamples:\n  iommu-trace info run.iot\n  iommu-trace info run.iot --format json\n"
 
-@click.command()
+
+@click.command(epilog=EXAMPLES)
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True

@@ -9,8 +9,15 @@ import click
 from ..errors import UserError
 from ..lab.modes import MODES
 
+EXAMPLES = (
+    "\b\nExamples:\n"
+    "  sudo iommu-trace lab --mode strict -o strict.iot\n"
+    "  sudo iommu-trace lab --mode lazy --workload sweep -o lazy.iot\n"
+    "  sudo iommu-trace lab --mode passthrough --run 'cat /proc/iomem' -o pt.iot\n"
+)
 
-@click.command("lab")
+
+@click.command("lab", epilog=EXAMPLES)
 @click.option("--mode", type=click.Choice(list(MODES)), required=True, help="IOMMU DMA mode.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Trace file.")
 @click.option(

@@ -14,8 +14,16 @@ import click
 from ..errors import UserError
 from ._load import load_trace
 
+EXAMPLES = (
+    "\b\nExamples:\n"
+    "  iommu-trace overhead bench.iot                      # latency, GB/s, events per copy\n"
+    "  iommu-trace overhead off.iot strict.iot -o arch.svg  # overhead % and cost per event\n"
+    "  iommu-trace overhead pt.iot strict.iot lazy.iot     # each against the first (lab sweeps)\n"
+    "  iommu-trace overhead --phases flexgen.iot           # prefill vs decode, per token\n"
+)
 
-@click.command("overhead")
+
+@click.command("overhead", epilog=EXAMPLES)
 @click.argument("traces", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "--results",
@@ -41,12 +49,6 @@ from ._load import load_trace
 )
 def overhead(traces, results, plot, fmt, phases) -> None:
     """Copy cost by pattern and size, with the maps, unmaps and flushes per copy beside it.
-
-    \b
-      iommu-trace overhead bench.iot                      # one run: latency, GB/s, events per copy
-      iommu-trace overhead off.iot strict.iot -o arch.svg  # overhead % and cost per event
-      iommu-trace overhead pt.iot strict.iot lazy.iot     # each against the first (lab sweeps)
-      iommu-trace overhead --phases flexgen.iot           # prefill vs decode, per token
 
     Results come from --results, else TRACE.bench.csv (bench memcpy), else
     TRACE.workload.json (lab, examples/flexgen_run.py), else the trace's

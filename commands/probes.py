@@ -6,8 +6,15 @@ import click
 
 from ..errors import UserError
 
+EXAMPLES = (
+    "\b\nExamples:\n"
+    "  sudo iommu-trace probes                # what this kernel offers\n"
+    "  sudo iommu-trace probes -v -c python3  # and why fallbacks were passed over\n"
+    "  iommu-trace probes --format json\n"
+)
 
-@click.command()
+
+@click.command(epilog=EXAMPLES)
 @click.option(
     "--catalog", type=click.Path(exists=True, dir_okay=False), help="another probe catalog"
 )

@@ -13,7 +13,16 @@ def _probe_set(values: tuple[str, ...]) -> set[str]:
     return {v.strip() for item in values for v in item.split(",") if v.strip()}
 
 
-@click.command(context_settings={"ignore_unknown_options": False})
+EXAMPLES = (
+    "\b\nExamples:\n"
+    "  sudo iommu-trace record -o run.iot -- python my_workload.py --args\n"
+    "  sudo iommu-trace record -a -d 10 -o idle.iot           # system-wide, 10 s\n"
+    "  sudo iommu-trace record -p 4242 -o job.iot             # a running process\n"
+    "  sudo iommu-trace record --probe cudaMemcpy --uprobe c:getpid -o r.iot -- ./app\n"
+)
+
+
+@click.command(context_settings={"ignore_unknown_options": False}, epilog=EXAMPLES)
 @click.option("-o", "--output", default="trace.iot", show_default=True, help="trace file to write")
 @click.option("-p", "--pid", type=int, help="follow this running process instead of a command")
 @click.option("-a", "--all", "follow_all", is_flag=True, help="record system-wide")
@@ -75,9 +84,6 @@ def record(
 ) -> None:
     """Record DMA/IOMMU and CUDA events while COMMAND runs (or for -p PID, or -a).
 
-    \b
-      sudo iommu-trace record -o run.iot -- python my_workload.py --args
-      sudo iommu-trace record -a -d 10 -o idle.iot
     Exits with the command's exit status; the trace is finalized on Ctrl-C,
     SIGTERM, or when the command exits or crashes.
     """

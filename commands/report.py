@@ -6,8 +6,15 @@ import click
 
 from ._load import load_trace
 
+EXAMPLES = (
+    "\b\nExamples:\n"
+    "  iommu-trace report run.iot\n"
+    "  iommu-trace report run.iot --format csv --bins 20 > run.csv\n"
+    "  iommu-trace report --phases flexgen.iot      # setup, prefill, decode\n"
+)
 
-@click.command()
+
+@click.command(epilog=EXAMPLES)
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True

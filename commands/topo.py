@@ -38,7 +38,15 @@ def _split_path(spec: str, resolve: Any) -> tuple[str, str]:
     fail(str(last_error))
 
 
-@click.command()
+EXAMPLES = (
+    "\b\nExamples:\n"
+    "  iommu-trace topo\n"
+    "  iommu-trace topo --path eth0:gpu0\n"
+    "  iommu-trace topo -o topo.svg\n"
+)
+
+
+@click.command(epilog=EXAMPLES)
 @click.option(
     "-o",
     "--output",
