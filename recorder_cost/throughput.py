@@ -1,6 +1,6 @@
-"""Benchmark of the recorder's cost: not a test, run by hand and quoted in docs/benchmarks.md.
+"""Benchmark of the recorder's cost: not a test, run by hand and quoted in docs/recorder-cost.md.
 
-    sudo .venv/bin/python benchmarks/overhead.py [--repeat 5]
+    sudo .venv/bin/python recorder_cost/throughput.py [--repeat 5]
 
 Measures, as medians over --repeat runs:
   - ns per call of a tight loop of a uprobe-traced function (uprobe+uretprobe,
