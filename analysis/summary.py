@@ -60,8 +60,54 @@ def summarize(t: Trace) -> dict:
         "dropped": sum(drops.values()) + (m.get("lost") or 0),
         "probes": probes,
         "workload": m.get("workload") or {},
+        "cost": recording_cost(m),
         "notes": t.notes,
     }
+
+
+def recording_cost(m: dict) -> dict | None:
+    """What the recording cost (the recorder's "cost" metadata), in seconds; None for a
+    trace from a recorder that did not measure it."""
+    c = m.get("cost")
+    if not c:
+        return None
+
+    def secs(d: dict | None) -> float | None:
+        return d["user_s"] + d["sys_s"] if d else None
+
+    rec_s, wl_s = secs(c.get("recorder_cpu_running")), secs(c.get("workload_cpu"))
+    bpf = c.get("bpf") or {}
+    return {
+        "startup_s": c.get("startup_s"),
+        "compile_s": c.get("compile_s"),
+        "attach_s": c.get("attach_s"),
+        "recorder_cpu_s": rec_s,  # while the command ran
+        "recorder_total_cpu_s": secs(c.get("recorder_cpu")),
+        "workload_cpu_s": wl_s,
+        "recorder_share": rec_s / wl_s if rec_s is not None and wl_s else None,
+        "bpf_s": bpf["run_time_ns"] / 1e9 if "run_time_ns" in bpf else None,
+    }
+
+
+def _cost_line(c: dict) -> str:
+    parts = []
+    if c["startup_s"] is not None:
+        parts.append(
+            f"start-up {c['startup_s']:.2f} s"
+            + (f" (BPF compile {c['compile_s']:.2f} s)" if c["compile_s"] is not None else "")
+        )
+    if c["recorder_cpu_s"] is not None:
+        parts.append(
+            f"recorder CPU {c['recorder_cpu_s']:.2f} s while the command ran"
+            + (
+                f" ({100 * c['recorder_share']:.1f}% of the command's {c['workload_cpu_s']:.2f} s)"
+                if c["recorder_share"] is not None
+                else ""
+            )
+        )
+    if c["bpf_s"] is not None:
+        parts.append(f"in BPF programs {c['bpf_s']:.3f} s")
+    return "cost       " + ", ".join(parts)
 
 
 def _clip(text: str, n: int) -> str:
@@ -97,6 +143,8 @@ def to_text(s: dict) -> str:
         f"buffer     {s['buffer']}, addresses {s['addresses']}",
         f"events     {s['events']} in file, {s['dropped']} dropped",
     ]
+    if s["cost"]:
+        lines.append(_cost_line(s["cost"]))
     if s["workload"]:
         lines.append("workload   " + ", ".join(f"{k}={v}" for k, v in s["workload"].items()))
     lines.append("")

@@ -21,13 +21,19 @@ from .. import __version__
 from ..probes import catalog as catalog_mod
 from ..probes import discover
 from ..tracefile.writer import TraceWriter
-from . import codegen, headers, launch
+from . import codegen, cost, headers, launch
 from .decode import EventBatcher
 from .symbols import Symbolizer
 
 # A killed recorder loses at most this much: events are journaled this often.
 FLUSH_S = 0.5
 FLUSH_EVENTS = 16384
+
+# What `record` says when per-copy probes are on, from docs/benchmarks.md.
+PER_COPY_COST = (
+    "a uprobe pair costs ~11 us a call (H100 machine), as much as a 4 KiB copy; "
+    "copy-heavy workloads slow down (docs/benchmarks.md)"
+)
 
 
 class RecordError(RuntimeError):
@@ -161,6 +167,12 @@ class Recorder:
         self.o = opts
         self.log = log
         self._stop_signal: int | None = None
+        self._setup_s: dict[str, float] = {}
+        self._released_at: float | None = None
+        self._child_cpu: dict | None = None
+        self._cpu_at_release: dict[str, float] | None = None
+        self._sym: Symbolizer | None = None
+        self._callback_s = 0.0  # time in the buffer callback: copying events, resolving stacks
 
     # ------------------------------------------------------------ setup
     def _preflight(self):
@@ -227,8 +239,14 @@ class Recorder:
             )
         except codegen.CodegenError as e:
             raise RecordError(f"probe catalog: {e}") from None
+        t_compile = time.monotonic()
         b = _compile(bcc, text)
+        t_attach = time.monotonic()
         self._attach_all(b, resolved, atts)
+        self._setup_s = {
+            "compile_s": t_attach - t_compile,
+            "attach_s": time.monotonic() - t_attach,
+        }
         attached = [r for r in resolved if r.status == "attach"]
         self.log(f"kernel headers: {hdr.note}")  # said once the program compiled against them
         self._report_missing(resolved)
@@ -239,6 +257,7 @@ class Recorder:
             f"({len([a for a in atts if a.kind in ('uprobe', 'uretprobe')])} uprobes) via "
             f"{'ring buffer' if ringbuf else 'perf buffer'}"
         )
+        self._warn_per_copy(attached)
 
         meta = {
             "tool": f"iommu-trace {__version__}",
@@ -273,6 +292,7 @@ class Recorder:
                 lost=self._lost,
             )
             meta["events_written"] = writer.rows
+            meta["cost"] = self._cost(b)
             meta["workload"] = self._workload_result(meta["workload"])
             writer.finalize(meta)
             _detach(b, self.log)
@@ -286,6 +306,27 @@ class Recorder:
             )
         )
         return status if status is not None else 0
+
+    def _warn_per_copy(self, attached) -> None:
+        per_copy = [r.probe.name for r in attached if not r.probe.default and r.probe.op == "call"]
+        if per_copy:
+            self.log(f"warning: per-copy probes on ({', '.join(per_copy)}): {PER_COPY_COST}")
+
+    def _cost(self, b) -> dict:
+        """What this recording cost (tracer/cost.py); null where not measured."""
+        started, released = cost.process_start_s(), self._released_at
+        return {
+            # `record` started -> the command exec'd: what a user waits before the workload runs
+            "startup_s": released - started if released and started else None,
+            **self._setup_s,
+            "recorder_cpu": (now := cost.self_cpu()),
+            # what competed with the command: the recorder's CPU after it started it
+            "recorder_cpu_running": cost.since(now, self._cpu_at_release),
+            "callback_s": self._callback_s,
+            "symbol_refreshes": self._sym.refreshes if self._sym else None,
+            "workload_cpu": self._child_cpu,
+            "bpf": cost.bpf_run_time([f.fd for f in b.funcs.values()]),
+        }
 
     def _workload_result(self, initial: dict) -> dict:
         """Merge what the workload wrote about itself (bytes, seconds per run) into the trace."""
@@ -337,15 +378,18 @@ class Recorder:
     def _loop(
         self, b, resolved, writer: TraceWriter, ringbuf: bool, follow_all: bool
     ) -> int | None:
-        batcher = self._batcher = EventBatcher(
-            resolved, Symbolizer(b, b["stacks"]), self.o.keep_addresses
-        )
+        self._sym = Symbolizer(b, b["stacks"])
+        batcher = self._batcher = EventBatcher(resolved, self._sym, self.o.keep_addresses)
         self._writer = writer
         self._flushed_at = time.monotonic()
         self._lost = 0
 
+        clock = time.perf_counter
+
         def on_event(_ctx, data, size):
+            t = clock()
             batcher.add(data, size)
+            self._callback_s += clock() - t
 
         def on_lost(n):
             self._lost += n
@@ -369,6 +413,8 @@ class Recorder:
                 )
                 b["followed"][ct.c_uint32(child.pid)] = ct.c_uint8(1)
                 child.release()
+                self._released_at = cost.boottime_s()
+                self._cpu_at_release = cost.self_cpu()
                 err = launch.exec_error(child)
                 if err:
                     os.waitpid(child.pid, 0)
@@ -405,8 +451,9 @@ class Recorder:
             poll(100)
             self._flush()
             if child is not None:
-                pid, status = os.waitpid(child.pid, os.WNOHANG)
+                pid, status, ru = os.wait4(child.pid, os.WNOHANG)
                 if pid:
+                    self._child_cpu = cost.child_cpu(ru)
                     return os.waitstatus_to_exitcode(status)
             elif self.o.pid is not None and not os.path.exists(f"/proc/{self.o.pid}"):
                 return None

@@ -46,9 +46,16 @@ class Symbolizer:
     BCC's per-process symbol cache reads /proc/PID/maps once, so a library
     loaded later (libcuda, which libcudart dlopens) stays unknown to it. Each
     frame BCC places in no module is checked against the live maps: in a
-    mapping that appeared after BCC's cache was built, the cache is rebuilt and
-    the stack resolved again; in no mapping at all, it is a garbage frame
-    (code without frame pointers) and stays "[unknown] [?]".
+    mapping that appeared after BCC's cache was built, a newer cache is added
+    for the process and resolves that frame; in no mapping at all, it is a
+    garbage frame (code without frame pointers) and stays "[unknown] [?]".
+
+    The caches are layered, not rebuilt: BCC loads a module's symbol table on
+    the first lookup in it, and for a PyTorch process (libtorch_cuda alone has
+    hundreds of thousands of symbols) rebuilding the cache at each dlopen cost
+    ~0.5 s of recorder CPU per rebuild, seconds per run (docs/benchmarks.md).
+    A newer cache only ever sees the frames the older ones could not place, so
+    it loads only the new libraries' symbols.
     """
 
     def __init__(self, bpf, stack_table) -> None:
@@ -58,7 +65,8 @@ class Symbolizer:
         self._user: dict[tuple[int, int], list[str]] = {}
         self._ranges: dict[int, list[tuple[int, int]]] = {}  # latest exec mappings per pid
         self._read_at: dict[int, float] = {}  # when those were read
-        self._seen: dict[int, set[tuple[int, int]]] = {}  # mappings when BCC's cache was made
+        self._seen: dict[int, set[tuple[int, int]]] = {}  # mappings the newest cache knows
+        self._newer: dict[int, list] = {}  # caches made after BCC's, oldest first
         self.refreshes = 0
 
     def _cache(self, pid: int):
@@ -93,17 +101,35 @@ class Symbolizer:
         if hit is not None:
             return hit
         addrs = self._walk(stack_id)
-        frames = [_resolve(self._cache(pid), a) for a in addrs]
+        frames = [self._resolve_user(pid, a) for a in addrs]
         verdict = self._classify(pid, [a for a, (_, m) in zip(addrs, frames, strict=True) if not m])
         if verdict == "new" and os.path.exists(f"/proc/{pid}"):
-            self._bpf._sym_caches.pop(pid, None)
-            self.refreshes += 1
-            frames = [_resolve(self._cache(pid), a) for a in addrs]
+            self._add_cache(pid)
+            frames = [
+                f if f[1] else self._resolve_user(pid, a)
+                for a, f in zip(addrs, frames, strict=True)
+            ]
             verdict = "final"
         out = [frame(n, m) for n, m in frames]
         if verdict == "final":
             self._user[key] = out
         return out
+
+    def _resolve_user(self, pid: int, addr: int) -> tuple[bytes | None, bytes | None]:
+        name, module = _resolve(self._cache(pid), addr)
+        if not module:
+            for cache in reversed(self._newer.get(pid, ())):
+                name, module = _resolve(cache, addr)
+                if module:
+                    break
+        return name, module
+
+    def _add_cache(self, pid: int) -> None:
+        """A cache that knows the mappings made since the newest one (read maps first:
+        what BCC then reads is at least as new)."""
+        self._seen[pid] = set(read_exec_ranges(pid) or ())
+        self._newer.setdefault(pid, []).append(type(self._cache(pid))(pid))
+        self.refreshes += 1
 
     def _classify(self, pid: int, unplaced: list[int]) -> str:
         """For addresses BCC placed in no module: "final" (nothing better to get),
@@ -134,7 +160,7 @@ class Symbolizer:
     def forget(self, pid: int) -> None:
         """After exec: the pid's address space, and so its stacks' meaning, changed."""
         self._bpf._sym_caches.pop(pid, None)
-        for d in (self._ranges, self._read_at, self._seen):
+        for d in (self._ranges, self._read_at, self._seen, self._newer):
             d.pop(pid, None)
         for key in [k for k in self._user if k[0] == pid]:
             del self._user[key]

@@ -1,0 +1,70 @@
+"""The overhead harness's statistics on known inputs (the harness itself is a benchmark)."""
+
+import numpy as np
+import pytest
+
+from iommu_trace.recorder_cost import harness
+from iommu_trace.recorder_cost.stats import bootstrap_median_ci, pair_slowdowns, slowdown
+
+
+def test_equal_runs_have_no_slowdown_and_a_point_ci():
+    s = slowdown([10.0, 12.0, 11.0, 9.0, 10.5], [10.0, 12.0, 11.0, 9.0, 10.5])
+    assert (s.median, s.low, s.high, s.pairs) == (0.0, 0.0, 0.0, 5)
+
+
+def test_a_constant_ratio_is_found_exactly():
+    untraced = [100.0, 120.0, 90.0, 110.0, 105.0]
+    s = slowdown(untraced, [u / 1.25 for u in untraced])  # every traced run 20% less work
+    assert s.median == pytest.approx(0.25)
+    assert s.low == pytest.approx(0.25) and s.high == pytest.approx(0.25)
+
+
+def test_pairs_are_paired_not_pooled():
+    # the machine drifts 2x between pairs; within each pair traced is 10% slower
+    untraced = [100.0, 200.0, 100.0, 200.0, 100.0]
+    traced = [u / 1.1 for u in untraced]
+    assert slowdown(untraced, traced).median == pytest.approx(0.1)
+
+
+def test_ci_brackets_the_median_and_stays_within_the_pairs():
+    rng = np.random.default_rng(1)
+    s = rng.normal(0.02, 0.01, 9)
+    low, high = bootstrap_median_ci(s)
+    assert s.min() <= low <= np.median(s) <= high <= s.max()
+    assert bootstrap_median_ci(s) == (low, high)  # seeded: the same every run
+
+
+def test_one_outlier_moves_the_median_little():
+    s = slowdown([100.0] * 5, [100.0, 100.0, 100.0, 100.0, 50.0])
+    assert s.median == 0.0 and s.low == 0.0
+
+
+@pytest.mark.parametrize(
+    ("u", "t"), [([], []), ([1.0, 2.0], [1.0]), ([1.0], [0.0]), ([-1.0], [1.0])]
+)
+def test_bad_inputs_are_refused(u, t):
+    with pytest.raises(ValueError):
+        pair_slowdowns(u, t)
+
+
+def _run(wl, ps, rnd, thr, warmup=False, **extra):
+    return {"workload": wl, "set": ps, "round": rnd, "warmup": warmup, "throughput": thr, **extra}
+
+
+def test_summary_pairs_each_traced_run_with_its_rounds_untraced_run_and_drops_warmup():
+    cost = {"recorder_cpu_running": {"user_s": 0.2, "sys_s": 0.1}, "startup_s": 3.0}
+    runs = [
+        _run("w", "untraced", 0, 50.0, warmup=True),
+        _run("w", "default", 0, 1.0, warmup=True, events=10, cost=cost),
+        *[_run("w", "untraced", r, 100.0 * r) for r in (1, 2, 3)],
+        *[
+            _run("w", "default", r, 80.0 * r, events=10, events_per_s=5.0, cost=cost)
+            for r in (1, 2, 3)
+        ],
+    ]
+    (row,) = harness.summarize(runs)
+    assert row["untraced"] == [100.0, 200.0, 300.0]
+    assert row["traced"] == [80.0, 160.0, 240.0]
+    assert row["slowdown"] == pytest.approx(0.25)
+    assert row["recorder_cpu_s"] == pytest.approx(0.3) and row["startup_s"] == 3.0
+    assert "| w | default | 3 | 200 " in harness.table({"summary": [row], "workloads": {}})

@@ -1,0 +1,74 @@
+"""What a recording cost: start-up, the recorder's own CPU, the workload's CPU, BPF run time.
+
+Stored in the trace's metadata under "cost", so `info` can say what the
+recording cost next to what it recorded (docs/benchmarks.md measures the
+slowdown itself).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+
+_BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
+
+
+def boottime_s() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def process_start_s(pid: int | str = "self") -> float | None:
+    """When the process started, on CLOCK_BOOTTIME (/proc/PID/stat field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # comm may hold spaces and parentheses: fields are counted after the last ')'
+            rest = f.read().rsplit(")", 1)[1].split()
+        return int(rest[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def self_cpu() -> dict[str, float]:
+    """The recorder's own CPU seconds (all its threads), not its children's."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"user_s": ru.ru_utime, "sys_s": ru.ru_stime}
+
+
+def since(now: dict[str, float], then: dict[str, float] | None) -> dict[str, float] | None:
+    return None if then is None else {k: now[k] - then[k] for k in now}
+
+
+def child_cpu(ru) -> dict[str, float | int]:
+    """The command's CPU seconds and context switches, from os.wait4's rusage
+    (the command and the descendants it waited for)."""
+    return {
+        "user_s": ru.ru_utime,
+        "sys_s": ru.ru_stime,
+        "involuntary_switches": ru.ru_nivcsw,
+        "voluntary_switches": ru.ru_nvcsw,
+    }
+
+
+def bpf_run_time(prog_fds: list[int]) -> dict[str, int] | None:
+    """Kernel time spent in our BPF programs, where kernel.bpf_stats_enabled=1
+    (it costs ~20 ns a run, so it is off by default and we never turn it on)."""
+    try:
+        with open(_BPF_STATS) as f:
+            if f.read().strip() != "1":
+                return None
+    except OSError:
+        return None
+    ns = runs = 0
+    for fd in prog_fds:
+        try:
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                for line in f:
+                    key, _, val = line.partition(":")
+                    if key == "run_time_ns":
+                        ns += int(val)
+                    elif key == "run_cnt":
+                        runs += int(val)
+        except (OSError, ValueError):
+            continue
+    return {"run_time_ns": ns, "run_cnt": runs}
