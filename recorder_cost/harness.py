@@ -206,6 +206,12 @@ def summarize(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def _relative(argv: list[str]) -> list[str]:
+    """Paths inside the checkout as the repository names them."""
+    root = f"{REPO}{os.sep}"
+    return [a.removeprefix(root) for a in argv]
+
+
 def machine() -> dict:
     gpu = subprocess.run(
         ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
@@ -285,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "pairs": a.pairs,
         "warmup_rounds": a.warmup,
-        "workloads": {n: {"argv": catalog[n].argv, "unit": catalog[n].unit} for n in names},
+        "workloads": {
+            n: {"argv": _relative(catalog[n].argv), "unit": catalog[n].unit} for n in names
+        },
         "sets": {s: SETS[s.removeprefix("base:")] for s in sets},
         "runs": [],
         "summary": [],

@@ -369,3 +369,38 @@ def test_a_catalog_that_cannot_compile_is_one_line(tmp_path):
 def test_output_directory_missing_is_one_line(tmp_path):
     line = one_line_error(record(tmp_path / "no" / "such" / "x.iot", cmd=("true",)))
     assert "cannot write" in line and "no directory" in line
+
+
+def test_a_library_loaded_later_is_symbolized(tmp_path):
+    """The process's symbols were cached before it dlopen'ed the library its later
+    stacks go through: a newer cache is layered on, and names that frame."""
+    here = Path(__file__).parent / "workloads"
+    lib, exe = tmp_path / "liblate.so", tmp_path / "late_loader"
+    flags = ["-O1", "-g", "-fno-omit-frame-pointer"]
+    subprocess.run(
+        ["gcc", *flags, "-shared", "-fPIC", "-o", lib, here / "late_library.c"], check=True
+    )
+    subprocess.run(["gcc", *flags, "-o", exe, here / "late_loader.c", "-ldl"], check=True)
+    out = tmp_path / "late.iot"
+    proc = record(out, "--no-probe", "cuda-driver,cuda-runtime", cmd=(str(exe), str(lib)))
+    assert proc.returncode == 0, proc.stderr
+    t = load(str(out))
+    ev = t.events
+    mine = ev[(ev.probe == "ioctl") & (ev.comm == "late_loader") & (ev["cmd"] == FIONREAD)]
+    assert len(mine) == 4
+    late = [list(s) for s in mine.ustack if any("late_ioctl" in f for f in s)]
+    assert len(late) == 3, list(mine.ustack)
+    assert all("late_ioctl [liblate.so]" in s for s in late)
+    assert t.meta["cost"]["symbol_refreshes"] >= 1
+
+
+def test_the_trace_says_what_recording_cost(exact_run):
+    _, out = exact_run
+    c = load(str(out)).meta["cost"]
+    assert 0 < c["compile_s"] < c["startup_s"] < 120
+    assert c["workload_cpu"]["user_s"] + c["workload_cpu"]["sys_s"] > 0
+    rec, running = c["recorder_cpu"], c["recorder_cpu_running"]
+    assert 0 <= running["user_s"] <= rec["user_s"] and rec["user_s"] > 0
+    assert c["callback_s"] >= 0
+    proc = cli("info", str(out))
+    assert "cost       start-up " in proc.stdout and "recorder CPU" in proc.stdout

@@ -31,8 +31,8 @@ FLUSH_EVENTS = 16384
 
 # What `record` says when per-copy probes are on, from docs/benchmarks.md.
 PER_COPY_COST = (
-    "a uprobe pair costs ~11 us a call (H100 machine), as much as a 4 KiB copy; "
-    "copy-heavy workloads slow down (docs/benchmarks.md)"
+    "a uprobe pair costs ~11 us a call, as much as a 4 KiB copy; the 4 KiB copy loop "
+    "ran 1.7x slower under them on an H200 machine (docs/benchmarks.md)"
 )
 
 

@@ -1,4 +1,4 @@
-"""The overhead harness's statistics on known inputs (the harness itself is a benchmark)."""
+"""The overhead harness's statistics on known inputs, and `record`'s per-copy warning."""
 
 import numpy as np
 import pytest
@@ -68,3 +68,19 @@ def test_summary_pairs_each_traced_run_with_its_rounds_untraced_run_and_drops_wa
     assert row["slowdown"] == pytest.approx(0.25)
     assert row["recorder_cpu_s"] == pytest.approx(0.3) and row["startup_s"] == 3.0
     assert "| w | default | 3 | 200 " in harness.table({"summary": [row], "workloads": {}})
+
+
+def test_record_warns_when_per_copy_probes_are_on():
+    """The catalog's opt-in copy probes, and only those, make `record` warn with the cost."""
+    from iommu_trace.probes import catalog
+    from iommu_trace.probes.discover import Resolution
+    from iommu_trace.tracer.recorder import Options, Recorder
+
+    probes = {p.name: p for p in catalog.load().probes}
+    said: list[str] = []
+    rec = Recorder(Options(output="x.iot"), said.append)
+    rec._warn_per_copy([Resolution(probes[n], "attach") for n in ("dma_map", "cuMemAlloc")])
+    assert said == []
+    rec._warn_per_copy([Resolution(probes[n], "attach") for n in ("cudaMemcpy", "cuMemAlloc")])
+    (line,) = said
+    assert line.startswith("warning: per-copy probes on (cudaMemcpy)") and "4 KiB" in line
