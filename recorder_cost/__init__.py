@@ -1,1 +1,1 @@
-"""The recorder's own cost, measured: benchmarks run by hand, quoted in docs/benchmarks.md."""
+"""The recorder's own cost, measured: benchmarks run by hand, quoted in docs/recorder-cost.md."""

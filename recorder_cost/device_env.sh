@@ -1,5 +1,5 @@
 #!/bin/bash
-# The GPU machine's environment for the harness (docs/benchmarks.md), sourced from the
+# The GPU machine's environment for the harness (docs/recorder-cost.md), sourced from the
 # repo root: BCC's .debs in $BCC (default .bcc), FlexGen's wheel in $WHL (default .whl)
 # and, for before/after rows, an older checkout in $BASE. Afterwards /tmp/new/iommu-trace
 # (this checkout) and /tmp/base/iommu-trace (BASE) record:

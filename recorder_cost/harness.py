@@ -1,7 +1,7 @@
 """Overhead harness: real workloads untraced and under `iommu-trace record`, interleaved.
 
 A benchmark, not a test: run it by hand on the machine whose figures you quote
-(as root: recording needs BPF), then put the table into docs/benchmarks.md.
+(as root: recording needs BPF), then put the table into docs/recorder-cost.md.
 
     sudo python3 -m iommu_trace.recorder_cost.harness --pairs 5 \\
         --sets default,kernel --out recorder_cost/results/MACHINE-DATE.json

@@ -1,7 +1,7 @@
 """What a recording cost: start-up, the recorder's own CPU, the workload's CPU, BPF run time.
 
 Stored in the trace's metadata under "cost", so `info` can say what the
-recording cost next to what it recorded (docs/benchmarks.md measures the
+recording cost next to what it recorded (docs/recorder-cost.md measures the
 slowdown itself).
 """
 

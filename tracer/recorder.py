@@ -29,10 +29,10 @@ from .symbols import Symbolizer
 FLUSH_S = 0.5
 FLUSH_EVENTS = 16384
 
-# What `record` says when per-copy probes are on, from docs/benchmarks.md.
+# What `record` says when per-copy probes are on, from docs/recorder-cost.md.
 PER_COPY_COST = (
     "a uprobe pair costs ~11 us a call, as much as a 4 KiB copy; the 4 KiB copy loop "
-    "ran 1.7x slower under them on an H200 machine (docs/benchmarks.md)"
+    "ran 1.7x slower under them on an H200 machine (docs/recorder-cost.md)"
 )
 
 

@@ -53,7 +53,7 @@ class Symbolizer:
     The caches are layered, not rebuilt: BCC loads a module's symbol table on
     the first lookup in it, and for a PyTorch process (libtorch_cuda alone has
     hundreds of thousands of symbols) rebuilding the cache at each dlopen cost
-    0.4-0.7 s of recorder CPU per rebuild, seconds per run (docs/benchmarks.md).
+    0.4-0.7 s of recorder CPU per rebuild, seconds per run (docs/recorder-cost.md).
     A newer cache only ever sees the frames the older ones could not place, so
     it loads only the new libraries' symbols.
     """
