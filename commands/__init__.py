@@ -16,6 +16,7 @@ from .compare import compare
 from .doctor import doctor
 from .export import export
 from .info import info
+from .kvsplit import kvsplit
 from .lab import lab
 from .overhead import overhead
 from .probes import probes
@@ -25,5 +26,5 @@ from .topo import topo
 
 COMMANDS: list[click.Command] = [
     record, info, probes, report, compare, callgraph, calls, export,
-    overhead, doctor, topo, bench, lab,
+    overhead, doctor, topo, bench, lab, kvsplit,
 ]  # fmt: skip

@@ -30,9 +30,9 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; 
 fi
 stamp=.venv/.iommu-trace-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    say "installing iommu-trace into .venv (editable, with test and lab extras)"
+    say "installing iommu-trace into .venv (editable, with test, lab and kvsplit extras)"
     log=$(mktemp)
-    if ! .venv/bin/pip install -q -e '.[test,lab]' >"$log" 2>&1; then
+    if ! .venv/bin/pip install -q -e '.[test,lab,kvsplit]' >"$log" 2>&1; then
         cat "$log" >&2; say "pip install failed (log above)"; exit 1
     fi
     rm -f "$log"

@@ -1,0 +1,34 @@
+#!/bin/bash
+# The GPU-machine run behind traces/kvsplit/ (docs/kvsplit.md): profile, sweep, one recording.
+# From the repo root (BCC's .debs in .bcc/ for the recording); results go to $OUT.
+exec > >(tee -a "$OUT/log.txt") 2>&1
+export PYTHONUNBUFFERED=1
+mkdir -p /tmp/pkg && ln -sfn "$PWD" /tmp/pkg/iommu_trace
+export PYTHONPATH=/tmp/pkg:${PYTHONPATH:-}
+mkdir -p /tmp/bin && printf '%s\n' '#!/bin/sh' \
+    "exec python3 -W ignore::SyntaxWarning -c 'from iommu_trace.cli import main; main()' \"\$@\"" \
+    > /tmp/bin/iommu-trace && chmod +x /tmp/bin/iommu-trace
+export PATH=/tmp/bin:$PATH
+IT=iommu-trace
+step() { echo; echo "=== $* ($(date +%T))"; }
+step env
+nvidia-smi --query-gpu=name,driver_version,pci.bus_id,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader
+python3 -c 'import torch, scipy; print("torch", torch.__version__, "scipy", scipy.__version__)'
+step profile
+$IT kvsplit profile --batch 1,8 --context 1024,4096 -o "$OUT/profile.json" || echo FAILED profile
+[ "${KVSPLIT_PLANS:-1}" = 1 ] && step plans
+[ "${KVSPLIT_PLANS:-1}" = 1 ] && for b in 1 8; do for n in 1024 4096; do
+    $IT kvsplit plan --profile "$OUT/profile.json" --batch $b --context $n
+done; done
+step sweep
+$IT kvsplit run --profile "$OUT/profile.json" --batch 1,8 --context 1024,4096 --iters 7 \
+    -o "$OUT/results.json" --table "$OUT/results.md" || echo FAILED sweep
+if [ -d .bcc ] && [ "${KVSPLIT_RECORD:-1}" = 1 ]; then
+    step record
+    source .bcc/unpack-bcc.sh .bcc
+    timeout 90 $IT record -o "$OUT/kvsplit.iot" --probe cudaMemcpyAsync -- \
+        $IT kvsplit run --profile "$OUT/profile.json" --batch 8 --context 1024 --splits 0,100 \
+        --iters 2 --layers-run 2 -o "$OUT/recorded.json" || echo FAILED record
+    $IT info "$OUT/kvsplit.iot" | sed -n '1,40p'
+fi
+step end

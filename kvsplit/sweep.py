@@ -1,0 +1,98 @@
+"""Predicted vs measured decode-step time over splits, for several (batch, context):
+the measurements behind docs/kvsplit.md. Results are written after every configuration,
+so a run cut short keeps what it measured."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable
+
+from . import schedule
+from .profile import Profile
+from .shape import ModelShape
+
+FORMAT = "iommu-trace.kvsplit.results/1"
+
+
+def measure_config(
+    shape: ModelShape,
+    prof: Profile,
+    batch: int,
+    context: int,
+    percents: list[int],
+    layers_run: int,
+    iters: int,
+    device: str = "cuda",
+) -> dict:
+    from . import runtime
+
+    c = schedule.costs(prof, shape, batch, context)
+    p = schedule.plan(c, shape.layers)
+    splits = sorted(set(schedule.split_grid(context, percents)) | {p.split})
+    m = runtime.build(shape, batch, context, layers_run, device)
+    rows = []
+    for s in splits:
+        if device == "cuda":
+            times = [t / layers_run for t in runtime.time_step(m, s, iters)]
+        else:
+            times = []
+        rows.append(
+            {
+                "split": s,
+                "fraction": s / context,
+                "predicted_layer_s": schedule.predict(c, s),
+                "measured_layer_s": statistics.median(times) if times else None,
+                "measured_layer_s_all": times,
+                "max_abs_diff": runtime.compare(m, s) if s else 0.0,
+            }
+        )
+    del m
+    by = {r["split"]: r for r in rows}
+    chosen, base = by[p.split], by[0]
+    out = {"batch": batch, "context": context, "plan": p.to_dict(), "splits": rows}
+    if chosen["measured_layer_s"] is not None:
+        out["chosen"] = {
+            "split": p.split,
+            "predicted_layer_s": chosen["predicted_layer_s"],
+            "measured_layer_s": chosen["measured_layer_s"],
+            "error": chosen["measured_layer_s"] / chosen["predicted_layer_s"] - 1.0,
+            "measured_gain": 1.0 - chosen["measured_layer_s"] / base["measured_layer_s"],
+            "predicted_gain": p.gain,
+        }
+        best = min(rows, key=lambda r: r["measured_layer_s"])
+        out["best_measured_split"] = best["split"]
+    return out
+
+
+def run(
+    shape: ModelShape,
+    prof: Profile,
+    configs: list[tuple[int, int]],
+    percents: list[int],
+    layers_run: int,
+    iters: int,
+    out_path: str | None,
+    device: str = "cuda",
+    progress: Callable[[dict], None] | None = None,
+) -> dict:
+    res = {
+        "format": FORMAT,
+        "device": prof.device,
+        "shape": shape.to_dict(),
+        "layers_run": layers_run,
+        "iters": iters,
+        "statistic": "median of per-step CUDA-event times / layers_run",
+        "profile": prof.to_dict(),
+        "configs": [],
+    }
+    for b, n in configs:
+        res["configs"].append(
+            measure_config(shape, prof, b, n, percents, layers_run, iters, device)
+        )
+        if progress:
+            progress(res["configs"][-1])
+        if out_path:
+            with open(out_path, "w") as f:
+                json.dump(res, f, indent=1)
+    return res
