@@ -80,6 +80,8 @@ def predict(c: Costs, split: int, schedule: str = "row", batches: int = 1) -> fl
     n, k = c.context, split
     act, rest_kv = c.transfer(k * c.act), c.transfer((n - k) * c.kv)
     rc = c.c0 + c.c1 * c.batch * k if k else 0.0
+    if schedule == "row":
+        batches = 1  # one batch: the column's m is meaningless here
     issue = batches * (c.issue1 if k else c.issue0)
     if schedule == "row":
         return max(act + rest_kv + c.rest, act + rc + c.rest, issue)
