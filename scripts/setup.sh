@@ -28,6 +28,14 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; 
     /usr/bin/python3 -m venv --system-site-packages .venv
     .venv/bin/pip install -q -U pip setuptools wheel >/dev/null 2>&1 || say "could not upgrade pip (continuing with the venv's own)"
 fi
+# kvsplit's runtime tests need torch; the CPU build is enough (an unpinned `torch` would
+# pull a CUDA build and its libraries). TORCH_SPEC picks another, e.g.
+# "torch --index-url https://download.pytorch.org/whl/cpu".
+if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+    say "installing ${TORCH_SPEC:=torch==2.13.0} (CPU) for kvsplit"
+    # shellcheck disable=SC2086  # the spec may carry pip options
+    .venv/bin/pip install -q $TORCH_SPEC >/dev/null 2>&1 || { say "could not install $TORCH_SPEC"; exit 1; }
+fi
 stamp=.venv/.iommu-trace-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     say "installing iommu-trace into .venv (editable, with test, lab and kvsplit extras)"
