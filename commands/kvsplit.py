@@ -75,7 +75,12 @@ def _size(s: str) -> int:
         raise click.BadParameter(f"{s!r} is not a size (e.g. 4096, 64k, 2m)") from e
 
 
-@click.group()
+@click.group(
+    epilog="\b\nExamples:\n"
+    + "  iommu-trace kvsplit profile --batch 1,8 --context 1024,4096 -o h200.json\n"
+    + "  iommu-trace kvsplit plan --profile h200.json --batch 8 --context 4096\n"
+    + "  iommu-trace kvsplit run --profile h200.json --batch 1,8 --context 1024,4096 -o res.json\n"
+)
 def kvsplit() -> None:
     """I/O-aware KV-cache split: recompute K/V of the first l tokens from activations.
 
@@ -83,12 +88,6 @@ def kvsplit() -> None:
     (half the bytes of its K and V) and recomputing K and V on the GPU, while the rest of
     the cache streams in, moves fewer bytes. `profile` measures the link and the GPU,
     `plan` picks l with an LP, `run` executes a real decode step with it (docs/kvsplit.md).
-
-    \b
-    Examples:
-      iommu-trace kvsplit profile --batch 1,8 --context 1024,4096 -o h200.json
-      iommu-trace kvsplit plan --profile h200.json --batch 8 --context 4096
-      iommu-trace kvsplit run --profile h200.json --batch 1,8 --context 1024,4096 -o res.json
     """
 
 
@@ -99,7 +98,11 @@ def _ints(ctx, param, value: str) -> list[int]:
         raise click.BadParameter(f"{value!r} is not a comma list of integers") from e
 
 
-@kvsplit.command()
+@kvsplit.command(
+    epilog="\b\nExamples:\n"
+    + "  iommu-trace kvsplit profile -o h200.json\n"
+    + "  iommu-trace kvsplit profile --model opt-13b --batch 4 --context 2048 -o p.json\n"
+)
 @_shape_options
 @click.option("--batch", default="1,8", show_default=True, callback=_ints, help="batch sizes")
 @click.option(
@@ -112,13 +115,7 @@ def _ints(ctx, param, value: str) -> list[int]:
 @click.option("--reps", default=10, show_default=True, help="timed repetitions per point")
 @click.option("-o", "--output", default="kvsplit-profile.json", show_default=True)
 def profile(model, hidden, heads, layers, ffn, dtype, batch, context, reps, output) -> None:
-    """Measure pinned H2D bandwidth by size and the GPU's K/V recompute and layer time.
-
-    \b
-    Examples:
-      iommu-trace kvsplit profile -o h200.json
-      iommu-trace kvsplit profile --model opt-13b --batch 4 --context 2048 -o p.json
-    """
+    """Measure pinned H2D bandwidth by size and the GPU's K/V recompute and layer time."""
     from ..kvsplit import profile as prof
     from ..kvsplit import schedule
 
@@ -138,7 +135,12 @@ def profile(model, hidden, heads, layers, ffn, dtype, batch, context, reps, outp
     click.echo(f"wrote {output}")
 
 
-@kvsplit.command()
+@kvsplit.command(
+    epilog="\b\nExamples:\n"
+    + "  iommu-trace kvsplit plan --profile h200.json --batch 8 --context 4096\n"
+    + "  iommu-trace kvsplit plan --profile h200.json --schedule column --batches 8\n"
+    + "  iommu-trace kvsplit plan --profile h200.json --map-cost-us 72 --map-chunk 64k\n"
+)
 @click.option(
     "--profile",
     "profile_path",
@@ -189,15 +191,9 @@ def plan(
     map_chunk,
     output,
 ) -> None:
-    """Pick the split with the LP and print the predicted layer and token time.
-
-    \b
-    Examples:
-      iommu-trace kvsplit plan --profile h200.json --batch 8 --context 4096
-      iommu-trace kvsplit plan --profile h200.json --schedule column --batches 8
-      iommu-trace kvsplit plan --profile h200.json --map-cost-us 72 --map-chunk 64k
-    """
-    from ..kvsplit import render, schedule
+    """Pick the split with the LP and print the predicted layer and token time."""
+    from ..kvsplit import schedule
+    from ..render import kvsplit as render
 
     p = _load_profile(profile_path)
     shape = _shape(model, hidden, heads, layers, ffn, dtype)
@@ -228,7 +224,13 @@ def plan(
         click.echo(f"wrote {output}")
 
 
-@kvsplit.command()
+@kvsplit.command(
+    epilog="\b\nExamples:\n"
+    + "  iommu-trace kvsplit run --profile h200.json -o res.json --table res.md --plot res.svg\n"
+    + "  iommu-trace record -o kv.iot -- iommu-trace kvsplit run --profile h200.json \\\n"
+    + "      --batch 8 --context 1024 --splits 0,100 --iters 2\n"
+    + "  iommu-trace kvsplit run --device cpu --profile h200.json --batch 2 --context 64\n"
+)
 @click.option(
     "--profile",
     "profile_path",
@@ -280,17 +282,10 @@ def run(
     table_path,
     plot_path,
 ) -> None:
-    """Run real decode steps over splits: predicted vs measured, equality vs full transfer.
-
-    \b
-    Examples:
-      iommu-trace kvsplit run --profile h200.json -o res.json --table res.md --plot res.svg
-      iommu-trace record -o kv.iot -- iommu-trace kvsplit run --profile h200.json \\
-          --batch 8 --context 1024 --splits 0,100 --iters 2
-      iommu-trace kvsplit run --device cpu --model opt-125m --batch 2 --context 64
-    """
+    """Run real decode steps over splits: predicted vs measured, equality vs full transfer."""
     from ..kvsplit import profile as prof
-    from ..kvsplit import render, sweep
+    from ..kvsplit import sweep
+    from ..render import kvsplit as render
 
     _need_torch_cuda(device)
     shape = _shape(model, hidden, heads, layers, ffn, dtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .schedule import Plan
+from ..kvsplit.schedule import Plan
 
 
 def _ms(s: float | None) -> str:
