@@ -3,10 +3,14 @@ attention output, and it really does use the recomputed K/V, not the host's."""
 
 from __future__ import annotations
 
+import json
+
 import torch  # the kvsplit extra: scripts/setup.sh installs it; a missing torch fails here
 
 from iommu_trace.kvsplit import runtime
 from iommu_trace.kvsplit.shape import ModelShape
+
+from conftest import TRACES, cli
 
 SHAPE = ModelShape("tiny", hidden=64, heads=4, layers=3, ffn=128, dtype="fp32")
 
@@ -44,3 +48,20 @@ def test_layers_differ_and_attention_depends_on_the_cache():
     assert not torch.allclose(a[0], a[1])
     m.kv_host[0][:, :, 1] *= 2  # other values: another attention output
     assert not torch.allclose(runtime.decode_step(m, 0)[0], a[0])
+
+
+def test_run_command_on_cpu_checks_every_split(tmp_path):
+    out = tmp_path / "res.json"
+    p = cli(
+        *("kvsplit", "run", "--device", "cpu", "--profile", TRACES / "kvsplit/h200-profile.json"),
+        *("--hidden", "64", "--heads", "4", "--ffn", "128", "--dtype", "fp32"),
+        *("--batch", "2", "--context", "16,20", "--layers-run", "2", "-o", out),
+    )
+    assert p.returncode == 0, p.stderr
+    res = json.loads(out.read_text())
+    assert [(c["batch"], c["context"]) for c in res["configs"]] == [(2, 16), (2, 20)]
+    for cfg in res["configs"]:
+        assert cfg["splits"][-1]["split"] == cfg["context"]
+        assert all(
+            r["max_abs_diff"] < 1e-5 and r["measured_layer_s"] is None for r in cfg["splits"]
+        )
