@@ -100,7 +100,8 @@ def workload_runs(trace: Trace) -> list[dict]:
                     w = json.load(f).get("workload", {})
             except (OSError, ValueError):
                 w = {}
-    return list(w.get("runs", []))
+    runs = w.get("runs", []) if isinstance(w, dict) else []  # FlexGen's sidecar has steps
+    return list(runs) if isinstance(runs, list) else []
 
 
 def span_ns(trace: Trace) -> tuple[int, int]:

@@ -23,8 +23,9 @@ from .probes import probes
 from .record import record
 from .report import report
 from .topo import topo
+from .whatif import whatif
 
 COMMANDS: list[click.Command] = [
     record, info, probes, report, compare, callgraph, calls, export,
-    overhead, doctor, topo, bench, lab, kvsplit,
+    overhead, whatif, doctor, topo, bench, lab, kvsplit,
 ]  # fmt: skip

@@ -36,10 +36,13 @@ EXAMPLES = (
 @click.option("--no-record", is_flag=True, help="Run the workload without the recorder.")
 @click.option("--record-opt", "record_opts", multiple=True, metavar="OPT",
               help="Pass to `record` (repeat), e.g. --record-opt=--buffer-pages=4096.")  # fmt: skip
+@click.option("--costs", "costs", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Put this mode's measured T_IOMMU per call into the cost table FILE "
+              "(for `whatif --costs`; strict and lazy).")  # fmt: skip
 @click.option("-v", "--verbose", is_flag=True, help="Show the guest kernel console.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines, only errors.")
 def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busybox, memory,
-        cpus, no_record, record_opts, verbose, quiet) -> None:  # fmt: skip
+        cpus, no_record, record_opts, costs, verbose, quiet) -> None:  # fmt: skip
     """Boot a VM (emulated VT-d, NVMe) in one IOMMU mode and record a workload there.
 
     The trace goes to OUTPUT, the workload's own numbers (bytes, seconds per run)
@@ -68,6 +71,8 @@ def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busy
     res = run_lab(tools, MODES[mode], output, kind, timeout, record, progress=say,
                   memory=memory, cpus=cpus, verbose=verbose, record_opts=record_opts,
                   **kw)  # fmt: skip
+    if costs and res.trace:
+        _write_costs(costs, mode, res.trace, say)
     if quiet:
         return
     if res.workload:
@@ -78,3 +83,20 @@ def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busy
     group = res.facts.get("nvme", {}).get("group_type")
     where = res.trace or "(not recorded)"
     click.echo(f"lab: {mode} (group type {group}): trace {where}, results {res.sidecar}", err=True)
+
+
+def _write_costs(path: str, mode: str, trace_path: str, say) -> None:
+    from ..analysis import costs as C
+    from ..errors import UserError
+    from ._load import load_trace
+
+    if mode == "passthrough":
+        if say:
+            say("lab: passthrough costs nothing in IOMMU code: the cost table is left as it is")
+        return
+    try:
+        C.merge(path, mode, C.measure(load_trace(trace_path), mode), trace_path)
+    except C.CostsError as e:
+        raise UserError(f"cost table not written: {e}") from None
+    if say:
+        say(f"lab: {mode} costs written to {path}")

@@ -67,9 +67,10 @@ def overhead(traces, results, plot, fmt, phases) -> None:
         raise UserError("give one --results per trace, in the same order")
     if plot and not plot.lower().endswith((".svg", ".png", ".pdf")):
         raise UserError(f"{plot}: the plot is written as .svg, .png or .pdf")
-    singles = []
+    singles, loaded = [], []
     for i, path in enumerate(traces):
         t = load_trace(path)
+        loaded.append(t)
         try:
             res = od.find_results(path, t.meta, results[i] if results else None)
         except od.ResultsError as e:
@@ -89,13 +90,24 @@ def overhead(traces, results, plot, fmt, phases) -> None:
             )
         except ValueError as e:
             raise UserError(str(e)) from None
+    from ..analysis import iommu_time
+    from ..render import iommu_time as rt
+
+    timed = [
+        (os.path.basename(p), iommu_time.build(t)) for p, t in zip(traces, loaded, strict=True)
+    ]
     if fmt == "json":
-        click.echo(rep.to_json(singles, comps))
+        import json
+
+        doc = json.loads(rep.to_json(singles, comps))
+        doc["iommu_time"] = {name: rt.to_dict(it) for name, it in timed}
+        click.echo(json.dumps(doc, indent=1))
     elif fmt == "csv":
         click.echo(rep.to_csv(singles, comps), nl=False)
     else:
         parts = [rep.single_text(*s) for s in singles] if not comps else []
         parts += [rep.compare_text(c) for c in comps]
+        parts += [f"{name}: {rt.to_text(it)}" for name, it in timed]
         click.echo("\n\n".join(parts))
     if plot:
         from ..analysis.overhead_plot import arch_plot

@@ -65,6 +65,15 @@ EXAMPLES = (
     help="JSON the workload writes about itself (e.g. bytes and seconds per run), "
     "stored in the trace's metadata when the command ends",
 )
+@click.option(
+    "--no-pmu", is_flag=True, help="do not count the IOMMU PMU's events (IOTLB lookups/hits)"
+)
+@click.option(
+    "--count-software",
+    multiple=True,
+    type=click.Choice(["cpu-clock", "task-clock"]),
+    help="also count this software perf event once a second (the PMU path where no PMU is)",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(
     output,
@@ -80,6 +89,8 @@ def record(
     buffer_pages,
     perf_buffer,
     workload_result,
+    no_pmu,
+    count_software,
     command,
 ) -> None:
     """Record DMA/IOMMU and CUDA events while COMMAND runs (or for -p PID, or -a).
@@ -106,6 +117,8 @@ def record(
         buffer_pages=buffer_pages,
         perf_buffer=perf_buffer,
         workload_result=workload_result,
+        pmu=not no_pmu,
+        count_software=tuple(count_software),
     )
     try:
         code = recorder.main_record(opts)

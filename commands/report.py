@@ -29,7 +29,9 @@ def report(trace, fmt, bins, phases) -> None:
     """Counts and rates of maps, unmaps, IOTLB flushes and IOVA allocs in TRACE.
 
     Per device, by mapping size, over time, per phase (setup, each workload
-    run, teardown), with the workload's measured throughput where known.
+    run, teardown), with the workload's measured throughput where known; the
+    time inside IOMMU code (T_IOMMU) where the timing probes recorded it, and
+    IOMMU PMU counts with IOTLB hit rates where the machine has a PMU.
     """
     from ..analysis import report as rep
 
@@ -39,7 +41,20 @@ def report(trace, fmt, bins, phases) -> None:
         print_phases([trace], fmt)
         return
 
-    r = rep.build(load_trace(trace), bins=bins)
-    click.echo(
-        {"text": rep.to_text, "json": rep.to_json, "csv": rep.to_csv}[fmt](r), nl=fmt != "csv"
-    )
+    import dataclasses
+
+    from ..analysis import iommu_time, pmu_counts
+    from ..render import iommu_time as rt
+    from ..render import pmu as rp
+
+    t = load_trace(trace)
+    r = rep.build(t, bins=bins)
+    it = iommu_time.build(t)
+    pm = pmu_counts.build(t)
+    if fmt == "json":
+        r["iommu_time"] = rt.to_dict(it)
+        r["pmu"] = dataclasses.asdict(pm)
+    out = {"text": rep.to_text, "json": rep.to_json, "csv": rep.to_csv}[fmt](r)
+    if fmt == "text":
+        out += "\n\n" + rt.to_text(it) + "\n\n" + rp.to_text(pm)
+    click.echo(out, nl=fmt != "csv")

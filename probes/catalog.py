@@ -13,6 +13,7 @@ GROUPS = (
     "iommu-map",
     "iotlb-flush",
     "iova",
+    "iommu-time",
     "nvidia",
     "cuda-driver",
     "cuda-runtime",

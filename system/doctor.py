@@ -11,7 +11,7 @@ import re
 import shutil
 from typing import Any
 
-from . import advice, bpfcheck, gpu, iommu
+from . import advice, bpfcheck, gpu, iommu, pmu
 from .checks import Check
 from .fsview import FsView
 from .kheaders import version_tuple
@@ -162,6 +162,8 @@ def diagnose(root: str = "/", view: FsView | None = None, mount: bool = True) ->
     iommu_checks, groups = _iommu_checks(snap, devices)
     gpu_checks, gfacts = gpu.check(view, devices)
     checks += iommu_checks + gpu_checks
+    pmus = pmu.discover(view)
+    checks.append(Check("iommu", "iommu-pmu", "ok" if pmus else "info", pmu.doctor_line(view)))
     tools = view.data("tools", _tools) or {}
     vendor = snap["vendor"] if snap["vendor"] in ("intel", "amd") else _cpu_vendor(view)
     not_seen = [f"{c.name}: {c.summary}" for c in checks if c.status == "unknown"]

@@ -21,7 +21,7 @@ from .. import __version__
 from ..probes import catalog as catalog_mod
 from ..probes import discover
 from ..tracefile.writer import TraceWriter
-from . import codegen, cost, headers, launch
+from . import codegen, cost, counters, headers, launch
 from .decode import EventBatcher
 from .symbols import Symbolizer
 
@@ -57,6 +57,8 @@ class Options:
     perf_buffer: bool = False
     workload_meta: dict = field(default_factory=dict)
     workload_result: str | None = None  # JSON the workload writes about itself
+    pmu: bool = True  # count the IOMMU PMU's events where the machine has one
+    count_software: tuple[str, ...] = ()  # software perf events to count too (cpu-clock)
 
 
 def _kernel_version() -> tuple[int, int]:
@@ -274,6 +276,13 @@ class Recorder:
             "workload": self.o.workload_meta,
             **machine,
         }
+        try:
+            self._sampler, meta["pmu"] = counters.start(self.o.count_software, self.o.pmu)
+        except OSError as e:  # perf_event_open refused outright: the trace goes on without
+            self._sampler, meta["pmu"] = None, {"counters": [], "notes": [f"PMU counting: {e}"]}
+        for note in meta["pmu"]["notes"]:
+            if note != counters.pmu.NO_PMU_HINT:  # doctor says that one
+                self.log(f"note: {note}")
         writer = TraceWriter(self.o.output, meta)
         self.log(f"writing {self.o.output}")
         status = None
@@ -291,6 +300,9 @@ class Recorder:
                 drops=drops,
                 lost=self._lost,
             )
+            if self._sampler is not None:
+                writer.write(counters.batch(self._sampler.tick(time.monotonic_ns(), force=True)))
+                self._sampler.close()
             meta["events_written"] = writer.rows
             meta["cost"] = self._cost(b)
             meta["workload"] = self._workload_result(meta["workload"])
@@ -440,6 +452,8 @@ class Recorder:
         if force or len(self._batcher) >= FLUSH_EVENTS or now - self._flushed_at >= FLUSH_S:
             self._writer.write(self._batcher.take())
             self._flushed_at = now
+        if getattr(self, "_sampler", None) is not None:
+            self._writer.write(counters.batch(self._sampler.tick(time.monotonic_ns())))
 
     def _on_signal(self, signum, _frame) -> None:
         self._stop_signal = signum
