@@ -12,6 +12,7 @@ import os
 import pytest
 
 from iommu_trace.analysis import events as E
+from iommu_trace.analysis import iommu_time as IT
 from iommu_trace.analysis import report as R
 from iommu_trace.tracefile.reader import load
 
@@ -50,6 +51,11 @@ def test_strict_flushes_once_per_unmap(tmp_path):
     assert c["flush_queue"] == 0
     assert run["counts"]["flush"] == E.unmaps(run["counts"]) >= COUNT
     assert r["dropped"] == 0
+    # T_IOMMU on this kernel: the IOTLB sync inside every unmap, and all of it within the run
+    it = IT.build(t)
+    unmap = next(o for o in it.ops if o.phase.startswith("run 1") and o.op == "unmap")
+    assert unmap.t_iommu.n >= COUNT and unmap.components_s["iotlb-flush"] > 0
+    assert 0 < it.total_s <= it.run_s
 
 
 def test_lazy_batches_flushes_in_the_flush_queue(tmp_path):
@@ -61,6 +67,10 @@ def test_lazy_batches_flushes_in_the_flush_queue(tmp_path):
     unmaps = E.unmaps(run["counts"])
     assert unmaps >= COUNT
     assert run["counts"]["flush"] * 3 < unmaps  # far fewer flushes than unmaps under load
+    it = IT.build(t)  # the flushes run in the timer, outside the unmaps
+    unmap = next(o for o in it.ops if o.phase.startswith("run 1") and o.op == "unmap")
+    assert unmap.components_s.get("iotlb-flush", 0) < 0.1 * unmap.t_iommu.total_s
+    assert it.background["flush-queue"] > 0
 
 
 def test_passthrough_has_no_iommu_mappings(tmp_path):
