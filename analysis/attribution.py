@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..tracefile.reader import Trace
 from . import dma_events, frames
@@ -57,7 +58,7 @@ class Call:
 
     def counts(self) -> tuple[Counter, Counter]:
         """Kernel events and bytes per kind, this call and the calls it made."""
-        n, b = Counter(), Counter()
+        n, b = Counter[str](), Counter[str]()
         for e in self.all_events():
             k = dma_events.kind(e)
             n[k] += 1
@@ -182,8 +183,8 @@ def unexplained_summary(a: Attribution) -> list[dict]:
     groups: dict[tuple[str, str], dict] = {}
     for e in a.unexplained:
         key = (e["comm"] or "?", origin(e))
-        new = {"comm": key[0], "origin": key[1], "events": Counter(), "bytes": Counter(),
-               "probes": Counter(), "lb": set()}  # fmt: skip
+        new: dict[str, Any] = {"comm": key[0], "origin": key[1], "events": Counter(),
+                               "bytes": Counter(), "probes": Counter(), "lb": set()}  # fmt: skip
         g = groups.setdefault(key, new)
         k = dma_events.kind(e)
         g["events"][k] += 1

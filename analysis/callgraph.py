@@ -214,8 +214,7 @@ def to_nodes(fr: list[Frame], opts: Options) -> list[Node]:
             out.append(_node(f))
             continue
         run = out[-1] if out and isinstance(out[-1], list) else None
-        same = run and frames.layer_of(run[0]) == frames.layer_of(f) and run[0].obj == f.obj
-        if same:
+        if run and frames.layer_of(run[0]) == frames.layer_of(f) and run[0].obj == f.obj:
             run.append(f)
         else:
             out.append([f])
@@ -287,7 +286,7 @@ def build_from_events(evs: list[dict], opts: Options, calls: Counter | None = No
             agg["lb"].add(k)
         agg["probes"][ev["probe"]] += 1
     g = nx.DiGraph()
-    tot_ev, tot_by, tot_lb = Counter(), Counter(), set()
+    tot_ev, tot_by, tot_lb = Counter[str](), Counter[str](), set[str]()
     for agg in paths.values():
         tot_ev.update(agg["events"])
         tot_by.update(agg["bytes"])

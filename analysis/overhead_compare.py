@@ -122,10 +122,10 @@ def compare(
         dn_all = (out[primary + "_other"] - out[primary + "_base"]).to_numpy(float)
         sel = np.abs(dn_all) >= SAME_PER_OP
         dt, sg = out["dlat_us"].to_numpy(float), sig.to_numpy(float)
-        c, err = fit_cost(dn_all[sel], dt[sel], sg[sel])
+        cost, err = fit_cost(dn_all[sel], dt[sel], sg[sel])
         out["cost_us"] = np.where(sel, out["dlat_us"] / np.where(sel, dn_all, 1), np.nan)
         moving = {x: ndiff[x] for x in differing if x != primary}
-        fit = Fit(primary, c, err, int(sel.sum()), moving)
+        fit = Fit(primary, cost, err, int(sel.sum()), moving)
     stmt = statement(out, recordable, differing, fit, base_name, other_name, modes)
     return Comparison(base_name, other_name, out, recordable, differing, fit, stmt)
 

@@ -116,7 +116,8 @@ def _from_json(data: dict, source: str) -> Results:
     if data.get("bench") == "memcpy" and "cells" in data:
         cells = data["cells"]
         return Results("memcpy", _memcpy_cells(cells), source, dev=_first_pci(cells))
-    wl = data.get("workload") if isinstance(data.get("workload"), dict) else data
+    inner = data.get("workload")
+    wl: dict = inner if isinstance(inner, dict) else data
     if wl.get("workload") == "flexgen":
         raise ResultsError(f"{source} is a FlexGen run: use `iommu-trace overhead --phases`")
     if "runs" in wl:

@@ -11,6 +11,7 @@ trace the panels show bandwidth instead.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 
@@ -42,7 +43,9 @@ def arch_plot(path: str, singles: list, comps: list[Comparison]) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     if comps:
-        series = [(c.other, c.cells, "overhead_pct", "err_pct", c) for c in comps]
+        series: list[tuple[str, Any, str, str, Comparison | None]] = [
+            (c.other, c.cells, "overhead_pct", "err_pct", c) for c in comps
+        ]
         ylabel = "overhead % (T_on / T_off - 1)"
         title = "IOMMU overhead against " + comps[0].base
     else:

@@ -116,7 +116,7 @@ def export(trace: Trace, *, ioctls: bool = True, stacks: bool = False) -> dict:
     clipped = _fix_nesting(slices)
 
     # Counters, in time order over all kernel events.
-    live, ops = 0, Counter()
+    live, ops = 0, Counter[str]()
     counters = []
     for r in att.events:
         k = dma_events.kind(r)

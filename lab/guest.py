@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 
 TRACEFS = "/sys/kernel/tracing"
 
@@ -52,7 +53,7 @@ def ensure_tracefs() -> None:
         subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=False)
 
 
-def recorder_argv(out: str, workload: list[str], opts: list[str] = ()) -> list[str]:
+def recorder_argv(out: str, workload: list[str], opts: Sequence[str] = ()) -> list[str]:
     # same interpreter as ours: the host's venv, seen through the 9p root
     # --as-root: the workload reads a raw block device, never drop to a sudo user
     record = ["record", "--all", "--as-root", *opts, "-o", out]

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..errors import UserError
 from .modes import Mode
@@ -46,7 +47,7 @@ def _is_static_elf(path: str) -> bool:
         return False
     if head[:4] != b"\x7fELF" or head[4] != 2:  # 64-bit only; the lab is x86-64
         return False
-    order = "little" if head[5] == 1 else "big"
+    order: Literal["little", "big"] = "little" if head[5] == 1 else "big"
     phoff = int.from_bytes(head[32:40], order)
     phentsize = int.from_bytes(head[54:56], order)
     phnum = int.from_bytes(head[56:58], order)

@@ -292,13 +292,13 @@ def resolve(
             why = "opt-in: --probe " + probe.name if not probe.default else "disabled by --no-probe"
             out.append(Resolution(probe, "disabled", why))
             continue
-        skipped = []
+        skipped: list[str] = []
         for t in probe.targets:
-            why, paths, fields = _check_target(t, root, catalog, command)
-            if why is None:
+            why_not, paths, fields = _check_target(t, root, catalog, command)
+            if why_not is None:
                 out.append(Resolution(probe, "attach", "", t, paths, fields, skipped))
                 break
-            skipped.append(f"{t.describe()}: {why}")
+            skipped.append(f"{t.describe()}: {why_not}")
         else:
             out.append(Resolution(probe, "absent", "; ".join(skipped), skipped=skipped))
     return out

@@ -239,7 +239,8 @@ _DATA_PATH_KINDS = ("gpu", "accelerator", "nic", "rdma-nic", "nvme", "storage")
 
 
 def _group_lines(groups: list[dict[str, Any]]) -> list[str]:
-    out, rest = [], {}
+    out: list[str] = []
+    rest: dict[str, int] = {}
     for g in groups:
         if not any(d["kind"] in _DATA_PATH_KINDS for d in g["devices"]):
             rest[g["type"]] = rest.get(g["type"], 0) + 1

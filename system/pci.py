@@ -259,9 +259,10 @@ def read_devices(view: FsView) -> list[PciDevice]:
                 "max_link_width",
             )
         ]
-        link = Link(_speed(speeds[0]), _speed(speeds[1]), _width(speeds[2]), _width(speeds[3]))
-        if not any((link.cur_speed, link.max_speed, link.cur_width, link.max_width)):
-            link = None  # absent, or "Unknown"/0: root-complex integrated or emulated PCI
+        found = Link(_speed(speeds[0]), _speed(speeds[1]), _width(speeds[2]), _width(speeds[3]))
+        known = any((found.cur_speed, found.max_speed, found.cur_width, found.max_width))
+        # absent, or "Unknown"/0: root-complex integrated or emulated PCI
+        link = found if known else None
         devices.append(
             PciDevice(
                 address=addr,

@@ -201,8 +201,8 @@ def _crossed(topo: Topology, segment: list[PciDevice]) -> list[tuple[PciDevice, 
 
 def _bound(crossed: list[tuple[PciDevice, Link | None]]) -> dict[str, Any]:
     """The narrowest link along a path, now and as capable (GB/s per direction)."""
-    now = [(ln.gbps(), d, ln) for d, ln in crossed if ln and ln.gbps()]
-    cap = [ln.gbps("max") for _, ln in crossed if ln and ln.gbps("max")]
+    now = [(g, d, ln) for d, ln in crossed if ln and (g := ln.gbps())]
+    cap = [g for _, ln in crossed if ln and (g := ln.gbps("max"))]
     res: dict[str, Any] = {
         "pcie_links": len(crossed),
         "gbps": None,

@@ -34,6 +34,7 @@ def summarise(trace: Any) -> dict[str, Any]:
     start, end = meta.get("start_mono_ns"), meta.get("end_mono_ns")
     counts = events.counts(trace)
     unmaps = events.unmaps(counts)
+    flush = counts.get("flush")
     kernel = meta.get("kernel") or {}
     return {
         "path": trace.path,
@@ -47,9 +48,7 @@ def summarise(trace: Any) -> dict[str, Any]:
         "seconds": round((end - start) / 1e9, 3) if start and end else None,
         "finalized": trace.finalized,
         "counts": {k: counts.get(k) for k in SHOWN},  # None: no probe of that kind attached
-        "flush_per_unmap": round(counts["flush"] / unmaps, 3)
-        if counts.get("flush") is not None and unmaps
-        else None,
+        "flush_per_unmap": round(flush / unmaps, 3) if flush is not None and unmaps else None,
     }
 
 

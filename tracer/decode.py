@@ -38,7 +38,7 @@ EVENT_DTYPE = np.dtype(
     ]
 )
 _HEAD = struct.Struct("<I4xIii")  # pid, probe, kstack, ustack
-_HEAD_OFFSET = EVENT_DTYPE.fields["pid"][1]
+_HEAD_OFFSET = EVENT_DTYPE.fields["pid"][1]  # type: ignore[index]  # a struct dtype has fields
 _STACKS = pa.list_(pa.string())
 UNKNOWN = np.uint64(0xFFFF_FFFF_FFFF_FFFF)  # program.c's UNKNOWN: stored as null
 

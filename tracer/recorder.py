@@ -115,8 +115,10 @@ def _attach(b, att: codegen.Attachment) -> None:
     elif att.kind == "kretprobe":
         b.attach_kretprobe(event=att.target.encode(), fn_name=fn, maxactive=64)
     elif att.kind == "uprobe":
+        assert att.path, "a uprobe attachment names its library"
         b.attach_uprobe(name=att.path.encode(), sym=att.target.encode(), fn_name=fn)
     elif att.kind == "uretprobe":
+        assert att.path, "a uprobe attachment names its library"
         b.attach_uretprobe(name=att.path.encode(), sym=att.target.encode(), fn_name=fn)
     else:
         raise ValueError(att.kind)
