@@ -8,14 +8,13 @@ drain fires fq_flush_timeout -> fq_flush -> iotlb_flush_all -> qi_submit.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 
 import pandas as pd
 import pyarrow.compute as pc
 
 from ..tracefile.reader import Trace
+from ..tracefile.sidecar import SidecarError
 
 # Driver-level flush entry points; each call is one IOTLB invalidation.
 FLUSH_ENTRY_PROBES = ("iotlb_sync", "iotlb_flush_all")
@@ -91,17 +90,10 @@ def unmaps(c: dict[str, int | None]) -> int | None:
 
 def workload_runs(trace: Trace) -> list[dict]:
     """The workload's own measurements: trace metadata, else the lab's sidecar JSON."""
-    w = trace.meta.get("workload") or {}
-    if not w:
-        side = trace.path + ".workload.json"
-        if os.path.exists(side):
-            try:
-                with open(side) as f:
-                    w = json.load(f).get("workload", {})
-            except (OSError, ValueError):
-                w = {}
-    runs = w.get("runs", []) if isinstance(w, dict) else []  # FlexGen's sidecar has steps
-    return list(runs) if isinstance(runs, list) else []
+    try:
+        return list(trace.workload().get("runs") or [])
+    except SidecarError:
+        return []
 
 
 def span_ns(trace: Trace) -> tuple[int, int]:

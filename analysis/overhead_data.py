@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..tracefile import sidecar
 from .events import probes_by_category
 
 KEYS = ["pattern", "size", "mode", "memory", "direction"]
@@ -116,8 +117,7 @@ def _from_json(data: dict, source: str) -> Results:
     if data.get("bench") == "memcpy" and "cells" in data:
         cells = data["cells"]
         return Results("memcpy", _memcpy_cells(cells), source, dev=_first_pci(cells))
-    inner = data.get("workload")
-    wl: dict = inner if isinstance(inner, dict) else data
+    wl = sidecar.from_dict(data, source).results
     if wl.get("workload") == "flexgen":
         raise ResultsError(f"{source} is a FlexGen run: use `iommu-trace overhead --phases`")
     if "runs" in wl:
@@ -150,19 +150,26 @@ def read_results(path: str) -> Results:
         raise ResultsError(f"{path}: unreadable results ({e})") from None
 
 
+def _workload_sidecar(trace_path: str) -> sidecar.WorkloadSidecar | None:
+    try:
+        return sidecar.read_workload(trace_path)
+    except sidecar.SidecarError as e:
+        raise ResultsError(str(e)) from None
+
+
 def find_results(trace_path: str, meta: dict, explicit: str | None = None) -> Results:
     if explicit:
         res = read_results(explicit)
-    elif os.path.exists(trace_path + ".bench.csv"):
-        res = read_results(trace_path + ".bench.csv")
-    elif os.path.exists(trace_path + ".workload.json"):  # the lab's also names the NVMe device
-        res = read_results(trace_path + ".workload.json")
+    elif os.path.exists(sidecar.bench_path(trace_path)):
+        res = read_results(sidecar.bench_path(trace_path))
+    elif side := _workload_sidecar(trace_path):  # the lab's also names the NVMe device
+        res = _from_json(side.envelope, side.path)
     elif meta.get("workload") and ("cells" in meta["workload"] or "runs" in meta["workload"]):
         res = _from_json(meta["workload"], f"{trace_path} (workload metadata)")
     else:
         raise ResultsError(
             f"{trace_path}: no benchmark results beside it ({os.path.basename(trace_path)}"
-            ".bench.csv or .workload.json) or in it; give --results FILE"
+            f"{sidecar.BENCH_SUFFIX} or {sidecar.WORKLOAD_SUFFIX}) or in it; give --results FILE"
         )
     if not res.label:
         res.label = (meta.get("iommu") or {}).get("mode", "") or "?"

@@ -6,7 +6,7 @@ for the whole batch) in CLOCK_MONOTONIC ns to TRACE.workload.json, or into the
 trace's `workload` metadata with `record --workload-result`.
 
     from iommu_trace.analysis import phases
-    table = phases.split(trace.events, trace.meta, phases.load_workload(path, trace.meta))
+    table = phases.split(trace.events, trace.meta, phases.load_workload(trace))
     print(phases.text(path, table, workload))
 
 `iommu-trace overhead --phases TRACE` prints it (and `report --phases` may call it).
@@ -14,13 +14,13 @@ trace's `workload` metadata with `record --workload-result`.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ..tracefile.reader import Trace
+from ..tracefile.sidecar import SidecarError
 from .overhead_data import CATEGORIES, LABEL, SHORT, category_probes
 
 HOST_ALLOC_PROBES = ("cuMemHostAlloc", "cuMemAllocHost", "cuMemHostRegister")  # driver layer:
@@ -42,21 +42,15 @@ class Phase:
     token_kind: str
 
 
-def load_workload(trace_path: str, meta: dict) -> dict:
-    wl = meta.get("workload") or {}
+def load_workload(trace: Trace) -> dict:
+    try:
+        wl = trace.workload()
+    except SidecarError as e:
+        raise PhaseError(str(e)) from None
     if "steps" in wl:
         return wl
-    side = trace_path + ".workload.json"
-    if os.path.exists(side):
-        try:
-            with open(side) as f:
-                wl = json.load(f)
-        except (OSError, ValueError) as e:
-            raise PhaseError(f"{side}: unreadable ({e})") from None
-        if "steps" in wl:
-            return wl
     raise PhaseError(
-        f"{trace_path}: no phase windows (record examples/flexgen_run.py, which writes them "
+        f"{trace.path}: no phase windows (record examples/flexgen_run.py, which writes them "
         "to TRACE.workload.json)"
     )
 

@@ -32,7 +32,6 @@ COLUMNS = (
     "device",
     "pci",
 )
-SIDE_SUFFIX = ".bench.csv"  # TRACE.iot -> TRACE.iot.bench.csv
 
 
 def quantile(xs: Sequence[float], q: float) -> float:

@@ -21,7 +21,7 @@ def print_phases(traces: tuple[str, ...] | list[str], fmt: str) -> None:
     path = traces[0]
     t = load_trace(path)
     try:
-        wl = ph.load_workload(path, t.meta)
+        wl = ph.load_workload(t)
         table = ph.split(t.events, t.meta, wl)
     except ph.PhaseError as e:
         raise UserError(str(e)) from None

@@ -85,6 +85,7 @@ def memcpy_cmd(
       random-all  host and device regions in random order
     """
     from ..bench import memcpy, results, sidecar
+    from ..tracefile.sidecar import BENCH_SUFFIX
 
     try:
         cfg = memcpy.Config(
@@ -101,7 +102,7 @@ def memcpy_cmd(
         raise UserError(str(e)) from None
     if loops < 1 or warmup < 0 or regions < 1:
         raise UserError("--loops and --regions must be at least 1, --warmup at least 0")
-    dest = sidecar.sidecar_path(results.SIDE_SUFFIX, out)
+    dest = sidecar.sidecar_path(BENCH_SUFFIX, out)
     try:
         from ..bench.cuda_backend import CupyBackend
 

@@ -27,8 +27,6 @@ import tempfile
 import time
 from types import SimpleNamespace
 
-SUFFIX = ".workload.json"  # the lab's sidecar name: TRACE.iot -> TRACE.iot.workload.json
-
 
 class StandInTokenizer:
     """Enough of AutoTokenizer for FlexGen's get_test_inputs: text -> OPT-range token ids."""
@@ -89,9 +87,20 @@ def flexgen_argv(a: argparse.Namespace) -> list[str]:
 def default_result() -> str | None:
     try:  # our package, when importable, knows the trace being recorded
         from iommu_trace.bench.sidecar import sidecar_path
+        from iommu_trace.tracefile.sidecar import WORKLOAD_SUFFIX
     except ImportError:
         return None
-    return sidecar_path(SUFFIX)
+    return sidecar_path(WORKLOAD_SUFFIX)
+
+
+def write_result(path: str, result: dict) -> None:
+    try:
+        from iommu_trace.tracefile.sidecar import write_workload
+    except ImportError:  # run without the package: the same schema, by hand
+        with open(path, "w") as f:
+            json.dump({"workload": result}, f, indent=1)
+        return
+    write_workload(path, result)
 
 
 def mono_offset_ns() -> int:
@@ -181,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     if result_path:
-        with open(result_path, "w") as f:
-            json.dump(result, f, indent=1)
+        write_result(result_path, result)
         print(f"flexgen_run: step windows in {result_path}", flush=True)
     return 0
 

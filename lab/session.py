@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..tracefile.sidecar import workload_path, write_workload
 from .modes import Mode
 from .vm import GuestResult, Progress, Tools, VMSpec, kernel_release, run_vm, stderr_progress
 from .workloads import RESULT_TAG
@@ -118,22 +119,18 @@ def run_lab(
                 f"{res.last_line() or 'no output; try --verbose'}"
             )
         result = _load(paths["workload.json"])
-        sidecar = output + ".workload.json"
-        with open(sidecar, "w") as f:
-            json.dump(
-                {
-                    "mode": mode.name,
-                    "mode_cmdline": mode.cmdline,
-                    "kernel": kernel_release(tools.kernel),
-                    "guest": facts,
-                    "workload": result,
-                    "recorded": record,
-                    "guest_exit_status": res.returncode,
-                    "vm_elapsed_s": round(res.elapsed_s, 3),
-                },
-                f,
-                indent=1,
-            )
+        sidecar = workload_path(output)
+        write_workload(
+            sidecar,
+            result,
+            mode=mode.name,
+            mode_cmdline=mode.cmdline,
+            kernel=kernel_release(tools.kernel),
+            guest=facts,
+            recorded=record,
+            guest_exit_status=res.returncode,
+            vm_elapsed_s=round(res.elapsed_s, 3),
+        )
         if res.returncode != 0:
             ok = result is not None and result.get("exit_status") == 0
             what = "recorder" if record and ok else "workload"

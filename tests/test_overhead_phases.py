@@ -20,7 +20,7 @@ A = str(TRACES / "bench" / "bench-a.iot")
 @pytest.fixture(scope="module")
 def split():
     t = load(F)
-    wl = phases.load_workload(F, t.meta)
+    wl = phases.load_workload(t)
     return t, wl, phases.split(t.events, t.meta, wl).set_index("phase")
 
 

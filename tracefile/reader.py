@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from . import sidecar
 from .schema import FORMAT, META_KEY, VERSION
 
 PARQUET_MAGIC = b"PAR1"
@@ -29,6 +30,7 @@ class Trace:
     finalized: bool
     notes: list[str] = field(default_factory=list)
     _events: pd.DataFrame | None = None
+    _workload: dict | None = None
 
     @property
     def events(self) -> pd.DataFrame:
@@ -36,6 +38,19 @@ class Trace:
             # Arrow-backed columns keep 64-bit addresses exact despite nulls.
             self._events = self.table.to_pandas(types_mapper=pd.ArrowDtype)
         return self._events
+
+    def workload(self) -> dict:
+        """The workload's own results: trace metadata, else TRACE.workload.json (read once).
+
+        Raises sidecar.SidecarError when the sidecar exists but cannot be read.
+        """
+        if self._workload is None:
+            w = self.meta.get("workload")
+            if not (isinstance(w, dict) and w):
+                side = sidecar.read_workload(self.path)
+                w = side.results if side else {}
+            self._workload = w
+        return self._workload
 
 
 def _meta(raw: dict[bytes, bytes] | None, path: str) -> dict:
