@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..tracefile import sidecar
+from ..tracefile.meta import TraceMeta
 from .events import probes_by_category
 
 KEYS = ["pattern", "size", "mode", "memory", "direction"]
@@ -172,7 +173,7 @@ def find_results(trace_path: str, meta: dict, explicit: str | None = None) -> Re
             f"{sidecar.BENCH_SUFFIX} or {sidecar.WORKLOAD_SUFFIX}) or in it; give --results FILE"
         )
     if not res.label:
-        res.label = (meta.get("iommu") or {}).get("mode", "") or "?"
+        res.label = TraceMeta.from_json(meta).iommu.mode or "?"
     return res
 
 

@@ -124,8 +124,8 @@ def build(trace: Trace, bins: int = 10) -> dict:
             )
     return {
         "trace": trace.path,
-        "mode": (trace.meta.get("iommu") or {}).get("mode"),
-        "kernel": (trace.meta.get("kernel") or {}).get("release"),
+        "mode": trace.metadata.iommu.mode,
+        "kernel": trace.metadata.kernel.release,
         "duration_s": secs,
         "counts": c,
         "exact_counts": trace.meta.get("counts") or {},

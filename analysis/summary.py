@@ -33,7 +33,6 @@ def summarize(t: Trace) -> dict:
                 "dropped": drops.get(name, 0),
             }
         )
-    iommu = m.get("iommu") or {}
     return {
         "path": t.path,
         "format": f"{m.get('format')} v{m.get('version')}",
@@ -46,12 +45,12 @@ def summarize(t: Trace) -> dict:
         "start": m.get("start_wall"),
         "duration_s": (end - start) / 1e9 if start and end else None,
         "hostname": m.get("hostname"),
-        "kernel": (m.get("kernel") or {}).get("release"),
-        "cmdline": (m.get("kernel") or {}).get("cmdline"),
-        "iommu_mode": iommu.get("mode"),
+        "kernel": t.metadata.kernel.release,
+        "cmdline": t.metadata.kernel.cmdline,
+        "iommu_mode": t.metadata.iommu.mode,
         "iommu_groups": [
             {"group": g.get("group"), "type": g.get("type"), "devices": g.get("devices", [])}
-            for g in iommu.get("groups", [])
+            for g in t.metadata.iommu.groups
         ],
         "headers": (m.get("headers") or {}).get("note"),
         "buffer": m.get("buffer"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 
 import click
 
@@ -17,11 +16,9 @@ GRAPH_FORMATS = ("svg", "pdf", "png", "dot")
 
 
 def _caption(t) -> str:
-    m = t.meta
-    cmd = shlex.join(m["command"]) if m.get("command") else f"({m.get('follow')})"
-    iommu = (m.get("iommu") or {}).get("mode") or "?"
-    kernel = (m.get("kernel") or {}).get("release") or "?"
-    return f"{os.path.basename(t.path)}: {cmd} · {m.get('hostname')} · {kernel} · IOMMU {iommu}"
+    m = t.metadata
+    kernel, iommu = m.kernel.release or "?", m.iommu.mode or "?"
+    return f"{os.path.basename(t.path)}: {m.what} · {m.hostname} · {kernel} · IOMMU {iommu}"
 
 
 EXAMPLES = (

@@ -30,21 +30,20 @@ def summarise(trace: Any) -> dict[str, Any]:
     from ..analysis import events  # the recorder side's single definition of the categories
 
     meta = trace.meta
-    snap = meta.get("iommu") or {}
+    typed = trace.metadata
     start, end = meta.get("start_mono_ns"), meta.get("end_mono_ns")
     counts = events.counts(trace)
     unmaps = events.unmaps(counts)
     flush = counts.get("flush")
-    kernel = meta.get("kernel") or {}
     return {
         "path": trace.path,
-        "host": meta.get("hostname"),
-        "kernel": kernel.get("release") if isinstance(kernel, dict) else kernel,
+        "host": typed.hostname,
+        "kernel": typed.kernel.release,
         "command": meta.get("command"),
-        "mode": snap.get("mode", "unknown"),
-        "vendor": snap.get("vendor"),
-        "iommu_params": snap.get("iommu_params", {}),
-        "group_types": sorted({g.get("type") for g in snap.get("groups", []) if g.get("type")}),
+        "mode": typed.iommu.mode or "unknown",
+        "vendor": typed.iommu.vendor,
+        "iommu_params": typed.iommu.params,
+        "group_types": typed.iommu.group_types,
         "seconds": round((end - start) / 1e9, 3) if start and end else None,
         "finalized": trace.finalized,
         "counts": {k: counts.get(k) for k in SHOWN},  # None: no probe of that kind attached

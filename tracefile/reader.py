@@ -12,6 +12,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from . import sidecar
+from .meta import TraceMeta
 from .schema import FORMAT, META_KEY, VERSION
 
 PARQUET_MAGIC = b"PAR1"
@@ -31,6 +32,14 @@ class Trace:
     notes: list[str] = field(default_factory=list)
     _events: pd.DataFrame | None = None
     _workload: dict | None = None
+    _metadata: TraceMeta | None = None
+
+    @property
+    def metadata(self) -> TraceMeta:
+        """The metadata, typed (`meta` is the raw JSON)."""
+        if self._metadata is None:
+            self._metadata = TraceMeta.from_json(self.meta)
+        return self._metadata
 
     @property
     def events(self) -> pd.DataFrame:
@@ -45,8 +54,8 @@ class Trace:
         Raises sidecar.SidecarError when the sidecar exists but cannot be read.
         """
         if self._workload is None:
-            w = self.meta.get("workload")
-            if not (isinstance(w, dict) and w):
+            w = self.metadata.workload
+            if not w:
                 side = sidecar.read_workload(self.path)
                 w = side.results if side else {}
             self._workload = w
