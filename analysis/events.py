@@ -8,44 +8,12 @@ drain fires fq_flush_timeout -> fq_flush -> iotlb_flush_all -> qi_submit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import pyarrow.compute as pc
 
 from ..tracefile.reader import Trace
 from ..tracefile.sidecar import SidecarError
-
-# Driver-level flush entry points; each call is one IOTLB invalidation.
-FLUSH_ENTRY_PROBES = ("iotlb_sync", "iotlb_flush_all")
-# Used only where no entry point attached (e.g. a kernel with only the tracepoint).
-FLUSH_FALLBACK_PROBES = ("qi_submit",)
-
-
-@dataclass(frozen=True)
-class Category:
-    name: str
-    label: str
-    probes: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-    ops: tuple[str, ...] = ()
-
-
-CATEGORIES = (
-    Category("dma_map", "DMA API maps", groups=("dma",), ops=("map",)),
-    Category("dma_unmap", "DMA API unmaps", groups=("dma",), ops=("unmap",)),
-    Category("dma_alloc", "coherent DMA allocs", groups=("dma",), ops=("alloc",)),
-    Category("iommu_map", "IOMMU page-table maps", probes=("iommu_map",)),
-    Category("iommu_unmap", "IOMMU page-table unmaps", probes=("iommu_unmap",)),
-    Category("flush", "IOTLB flushes", probes=FLUSH_ENTRY_PROBES),
-    Category("flush_strict", "  strict: sync per unmap", probes=("iotlb_sync",)),
-    Category("flush_queue", "  lazy: flush-queue drains", probes=("fq_flush",)),
-    Category("flush_timer", "    of which timer-driven", probes=("fq_flush_timeout",)),
-    Category("qi_submit", "VT-d invalidation descriptors", probes=("qi_submit",)),
-    Category("iova_alloc", "IOVA allocs", groups=("iova",), ops=("iova_alloc",)),
-    Category("iova_free", "IOVA frees", groups=("iova",), ops=("iova_free",)),
-)
-BY_NAME = {c.name: c for c in CATEGORIES}
+from .taxonomy import CATEGORIES, FLUSH_ENTRY_PROBES, FLUSH_FALLBACK_PROBES
 
 
 def probes_by_category(meta: dict) -> dict[str, list[str]]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .overhead_data import CATEGORIES, KEYS, LABEL
+from .overhead_data import KEYS
+from .taxonomy import COST_CATEGORIES, LABEL
 
 # fewer than one event per 100 operations apart: "the same" (stray events from
 # other work in the window would otherwise count as a difference)
@@ -92,7 +93,7 @@ def compare(
     other_name: str,
     modes: tuple[str, str] = ("", ""),
 ) -> Comparison:
-    cols = ["lat_us", "p25_us", "p75_us", "loops", "ops", *CATEGORIES]
+    cols = ["lat_us", "p25_us", "p75_us", "loops", "ops", *COST_CATEGORIES]
     j = base[KEYS + cols].merge(other[KEYS + cols], on=KEYS, suffixes=("_base", "_other"))
     if j.empty:
         raise ValueError(f"{base_name} and {other_name} share no benchmark cells")
@@ -107,7 +108,7 @@ def compare(
     out["err_us"] = sig
     out["err_pct"] = sig / j["lat_us_base"] * 100
     recordable, differing = [], []
-    for c in CATEGORIES:
+    for c in COST_CATEGORIES:
         out[c + "_base"], out[c + "_other"] = j[c + "_base"], j[c + "_other"]
         if j[c + "_base"].notna().all() and j[c + "_other"].notna().all():
             recordable.append(c)
@@ -146,7 +147,7 @@ def statement(
     if not recordable:
         return "No DMA/IOMMU event kind was recordable in both traces: counts cannot be compared."
     same = [c for c in recordable if c not in differing]
-    unrec = [c for c in CATEGORIES if c not in recordable]
+    unrec = [c for c in COST_CATEGORIES if c not in recordable]
     lines = []
     if not differing:
         top = max(max(out[c + "_base"].max(), out[c + "_other"].max()) for c in recordable)

@@ -20,31 +20,9 @@ import pandas as pd
 from ..tracefile import sidecar
 from ..tracefile.meta import TraceMeta
 from .events import probes_by_category
+from .taxonomy import COST_CATEGORIES
 
 KEYS = ["pattern", "size", "mode", "memory", "direction"]
-# Event categories, each from one layer, so none is counted twice:
-#   dma_*    what drivers ask of the DMA API (dma_map_page/sg ...), with or without an IOMMU
-#   iommu_*  IOMMU page-table updates (iommu:map fires per contiguous chunk, iommu:unmap per range)
-#   flush    IOTLB invalidations: iotlb_sync (strict: one per unmap) + iotlb_flush_all
-#            (lazy: one per flush-queue drain); intel_iommu:qi_submit only where neither attached
-#   iova     IOVA allocations
-CATEGORIES = ["dma_map", "dma_unmap", "iommu_map", "iommu_unmap", "flush", "iova_alloc"]
-SHORT = {
-    "dma_map": "MAP",
-    "dma_unmap": "UNMAP",
-    "iommu_map": "IOMAP",
-    "iommu_unmap": "IOUNMAP",
-    "flush": "FLUSH",
-    "iova_alloc": "IOVA",
-}
-LABEL = {
-    "dma_map": "DMA maps",
-    "dma_unmap": "DMA unmaps",
-    "iommu_map": "IOMMU maps",
-    "iommu_unmap": "IOMMU unmaps",
-    "flush": "IOTLB flushes",
-    "iova_alloc": "IOVA allocations",
-}
 
 
 class ResultsError(ValueError):
@@ -183,7 +161,7 @@ def find_results(trace_path: str, meta: dict, explicit: str | None = None) -> Re
 def category_probes(meta: dict) -> dict[str, list[str]]:
     """Per category, the attached probes that count for it: the same as report's."""
     every = probes_by_category(meta)
-    return {c: every[c] for c in CATEGORIES}
+    return {c: every[c] for c in COST_CATEGORIES}
 
 
 def _times(events: pd.DataFrame, probes: list[str], dev: str | None) -> np.ndarray:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..render.units import human_size
 from .overhead_compare import Comparison
-from .overhead_data import SHORT
+from .taxonomy import SHORT
 
 FORMATS = (".svg", ".png", ".pdf")
 STYLES = ["-", "--", "-.", ":"]

@@ -9,7 +9,8 @@ import pandas as pd
 
 from ..render.units import human_size
 from .overhead_compare import Comparison
-from .overhead_data import CATEGORIES, KEYS, LABEL, SHORT, Results
+from .overhead_data import KEYS, Results
+from .taxonomy import COST_CATEGORIES, LABEL, SHORT
 
 
 def _num(x: float) -> str:
@@ -32,7 +33,7 @@ def _keys(r) -> tuple[str, ...]:
 
 
 def _recordable(cells: pd.DataFrame) -> list[str]:
-    return [c for c in CATEGORIES if cells[c].notna().all()]
+    return [c for c in COST_CATEGORIES if cells[c].notna().all()]
 
 
 def single_text(name: str, res: Results, cells: pd.DataFrame, outside: dict) -> str:
@@ -73,7 +74,7 @@ def single_text(name: str, res: Results, cells: pd.DataFrame, outside: dict) -> 
     legend = ", ".join(f"{SHORT[c]} = {LABEL[c]}" for c in cats)
     lines.append(f"OPS = {unit}s timed; events per {unit}: {legend}.")
     lines += [n + "." for n in res.notes]
-    unrec = [LABEL[c] for c in CATEGORIES if c not in cats]
+    unrec = [LABEL[c] for c in COST_CATEGORIES if c not in cats]
     if unrec:
         lines.append(f"Not recordable in this trace (probe absent): {', '.join(unrec)}.")
     tot = [f"{inside} of {total} {LABEL[c]}" for c, (total, inside) in outside.items() if total]

@@ -21,7 +21,8 @@ import pandas as pd
 
 from ..tracefile.reader import Trace
 from ..tracefile.sidecar import SidecarError
-from .overhead_data import CATEGORIES, LABEL, SHORT, category_probes
+from .overhead_data import category_probes
+from .taxonomy import COST_CATEGORIES, LABEL, SHORT
 
 HOST_ALLOC_PROBES = ("cuMemHostAlloc", "cuMemAllocHost", "cuMemHostRegister")  # driver layer:
 RUNTIME_HOST_ALLOC = ("cudaHostAlloc", "cudaMallocHost", "cudaHostRegister")  # one per call
@@ -125,7 +126,7 @@ def split(events: pd.DataFrame, meta: dict, wl: dict) -> pd.DataFrame:
             "tokens": ph.tokens,
             "token_kind": ph.token_kind,
         }
-        for c in CATEGORIES:
+        for c in COST_CATEGORIES:
             row[c] = int(np.isin(probe[inw], cats[c]).sum()) if cats[c] else None
         a = inw & np.isin(probe, allocs)
         row["pinned_allocs"] = int(a.sum())
@@ -163,7 +164,7 @@ def _fmt(x) -> str:
 
 
 def text(name: str, table: pd.DataFrame, wl: dict, steps_with_maps: list[int]) -> str:
-    cats = [c for c in CATEGORIES if table[c].notna().all()]
+    cats = [c for c in COST_CATEGORIES if table[c].notna().all()]
     has_copies = "copies" in table
     head = ["PHASE", "SECONDS", "STEPS", "TOKENS", *(SHORT[c] for c in cats), "PINNED ALLOCS"]
     if has_copies:
@@ -228,7 +229,7 @@ def text(name: str, table: pd.DataFrame, wl: dict, steps_with_maps: list[int]) -
         )
         + ".",
     ]
-    unrec = [LABEL[c] for c in CATEGORIES if c not in cats]
+    unrec = [LABEL[c] for c in COST_CATEGORIES if c not in cats]
     if unrec:
         lines.append(f"Not recordable in this trace (probe absent): {', '.join(unrec)}.")
     dec = table[table["phase"] == "decode"]

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..tracefile.reader import Trace
 from . import events as E
+from .taxonomy import BY_NAME
 
 MAP_CATEGORIES = ("dma_map", "iommu_map")
 
@@ -165,9 +166,7 @@ def to_text(r: dict) -> str:
         "",
     ]
     rows = [
-        [E.BY_NAME[k].label, v, r["rates_per_s"][k]]
-        for k, v in r["counts"].items()
-        if v is not None
+        [BY_NAME[k].label, v, r["rates_per_s"][k]] for k, v in r["counts"].items() if v is not None
     ]
     out += _table(rows, ["event", "count", "per second"])
     fpu = r["flushes_per_unmap"]
