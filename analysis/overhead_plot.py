@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..render.units import human_size
-from .overhead_compare import Comparison
+from .overhead_fit import Comparison
 from .taxonomy import SHORT
 
 FORMATS = (".svg", ".png", ".pdf")

@@ -8,8 +8,8 @@ import math
 import pandas as pd
 
 from ..render.units import human_size
-from .overhead_compare import Comparison
 from .overhead_data import KEYS, Results
+from .overhead_fit import Comparison
 from .taxonomy import COST_CATEGORIES, LABEL, SHORT
 
 

@@ -27,7 +27,7 @@ EXAMPLES = (
 )
 def compare(traces, output, fmt) -> None:
     """The same figures side by side for two or more traces, with ratios to the first."""
-    from ..analysis import compare as cmp
+    from ..analysis import side_by_side as cmp
 
     if len(traces) < 2:
         raise UserError("compare needs two or more traces")

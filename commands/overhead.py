@@ -1,6 +1,6 @@
 """`iommu-trace overhead`: measured operation cost joined with the DMA/IOMMU events of its window.
 
-The work is in analysis/: overhead_data (results + event counts), overhead_compare
+The work is in analysis/: overhead_data (results + event counts), overhead_fit
 (overhead %, cost per event), overhead_report (tables), overhead_plot (the arch plot)
 and phases (FlexGen's setup/prefill/decode split).
 """
@@ -59,8 +59,8 @@ def overhead(traces, results, plot, fmt, phases) -> None:
 
         print_phases(traces, fmt)
         return
-    from ..analysis import overhead_compare as oc
     from ..analysis import overhead_data as od
+    from ..analysis import overhead_fit as oc
     from ..analysis import overhead_report as rep
 
     if results and len(results) != len(traces):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from iommu_trace.analysis import overhead_compare as oc
 from iommu_trace.analysis import overhead_data as od
+from iommu_trace.analysis import overhead_fit as oc
 from iommu_trace.cli import cli
 from iommu_trace.tracefile.reader import load
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from iommu_trace.analysis import compare as C
 from iommu_trace.analysis import report as R
+from iommu_trace.analysis import side_by_side as C
 from iommu_trace.tracefile.reader import load
 
 from conftest import TRACES, cli, one_line_error
