@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shlex
 import socket
 import statistics
@@ -97,7 +98,7 @@ def _meta(trace: str) -> dict:
     return load(trace).meta
 
 
-def _run(argv: list[str], timeout: float) -> tuple[int, float, object]:
+def _run(argv: list[str], timeout: float) -> tuple[int, float, resource.struct_rusage]:
     t0 = time.perf_counter()
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     deadline = t0 + timeout
