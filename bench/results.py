@@ -13,6 +13,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from ..render.table import grid
 from ..render.units import human_size
 
 KEYS = ("pattern", "size", "mode", "memory", "direction")
@@ -99,7 +100,7 @@ def write(path: str, rows: list[dict]) -> None:
 def table(rows: Sequence[dict]) -> str:
     """A fixed-width text table of the rows, in the order given."""
     head = ("PATTERN", "SIZE", "MODE", "MEMORY", "DIR", "COPIES", "MEDIAN us", "IQR us", "GB/s")
-    out = [head]
+    out = []
     for r in rows:
         iqr = f"{r['p25_us']:.2f}-{r['p75_us']:.2f}"
         out.append(
@@ -115,11 +116,4 @@ def table(rows: Sequence[dict]) -> str:
                 f"{r['gbps']:.2f}",
             )
         )
-    widths = [max(len(row[i]) for row in out) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(
-            c.rjust(w) if i >= 5 else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in out
-    )
+    return grid(head, out, right=range(5, len(head)))

@@ -37,6 +37,7 @@ def probes(catalog, verbose, fmt, command) -> None:
 
     from ..probes import catalog as cat_mod
     from ..probes import discover
+    from ..render.table import grid
 
     try:
         cat = cat_mod.load(catalog)
@@ -52,7 +53,7 @@ def probes(catalog, verbose, fmt, command) -> None:
     if fmt == "json":
         click.echo(json.dumps([r.as_meta() for r in resolved], indent=2))
         return
-    rows = [("GROUP", "PROBE", "STATUS", "TARGET / REASON")]
+    rows = []
     for r in resolved:
         detail = r.target.describe() if r.target else r.reason
         if r.paths:
@@ -60,8 +61,4 @@ def probes(catalog, verbose, fmt, command) -> None:
         rows.append((r.probe.group, r.probe.name, r.status, detail))
         if verbose:
             rows.extend(("", "", "", f"  passed over {s}") for s in r.skipped)
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    w2 = max(len(r[2]) for r in rows)
-    for g, n, st, d in rows:
-        click.echo(f"{g:<{w0}}  {n:<{w1}}  {st:<{w2}}  {d}")
+    click.echo(grid(("GROUP", "PROBE", "STATUS", "TARGET / REASON"), rows))
