@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 
+from ..render.table import grid
 from ..render.units import human_size
 from .overhead_data import KEYS, Results
 from .overhead_fit import Comparison
@@ -21,11 +22,7 @@ def _num(x: float) -> str:
 
 def _grid(rows: list[tuple[str, ...]], left: int) -> str:
     """Fixed-width columns; the first `left` left-aligned, the rest right-aligned."""
-    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w[i]) if i < left else c.rjust(w[i]) for i, c in enumerate(r)).rstrip()
-        for r in rows
-    )
+    return grid(rows[0], rows[1:], right=range(left, len(rows[0])))
 
 
 def _keys(r) -> tuple[str, ...]:

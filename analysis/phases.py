@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..render.table import grid
 from ..tracefile.reader import Trace
 from ..tracefile.sidecar import SidecarError
 from .overhead_data import category_probes
@@ -206,11 +207,7 @@ def text(name: str, table: pd.DataFrame, wl: dict, steps_with_maps: list[int]) -
                 ]
             per.append(tuple(pc))
     rows += [tuple(p + ("",) * (len(head) - len(p))) for p in per]
-    w = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    grid = "\n".join(
-        "  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r)).rstrip()
-        for r in rows
-    )
+    aligned = grid(rows[0], rows[1:], right=range(1, len(head)))
     pct = " ".join(map(str, wl.get("percent", [])))
     lines = [
         f"{name}: FlexGen {wl.get('model', '?')}, batch {wl.get('batch')}, prompt "
@@ -218,7 +215,7 @@ def text(name: str, table: pd.DataFrame, wl: dict, steps_with_maps: list[int]) -
         f"its own timing: prefill {wl.get('prefill_tok_s', 0):.1f} token/s, decode "
         f"{wl.get('decode_tok_s') or 0:.1f} token/s",
         "",
-        grid,
+        aligned,
         "",
         f"{', '.join(f'{SHORT[c]} = {LABEL[c]}' for c in cats)}; PINNED ALLOCS = host "
         "allocations/registrations (each DMA-maps its pages once)"

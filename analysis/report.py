@@ -14,6 +14,7 @@ import math
 
 import pandas as pd
 
+from ..render.table import grid
 from ..tracefile.reader import Trace
 from . import events as E
 from .taxonomy import BY_NAME
@@ -152,11 +153,7 @@ def _fmt(v) -> str:
 
 def _table(rows: list[list], header: list[str]) -> list[str]:
     cells = [header] + [[_fmt(x) for x in r] for r in rows]
-    w = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return [
-        "  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(r))
-        for r in cells
-    ]
+    return grid(header, cells[1:], right=range(1, len(header))).split("\n")
 
 
 def to_text(r: dict) -> str:

@@ -7,6 +7,7 @@ import shlex
 
 import pyarrow.compute as pc
 
+from ..render.table import grid
 from ..tracefile.reader import Trace
 
 
@@ -162,16 +163,7 @@ def to_text(s: dict) -> str:
                 p["target"] if p["status"] == "attach" else p["reason"],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    for r in rows:
-        lines.append(
-            "  ".join(
-                f"{c:<{w}}" if i < 3 else f"{c:>{w}}"
-                for i, (c, w) in enumerate(zip(r[:6], widths, strict=True))
-            )
-            + "  "
-            + (r[6] or "")
-        )
+    lines += grid(rows[0], rows[1:], right=range(3, 6)).split("\n")
     off = [p["name"] for p in s["probes"] if p["status"] == "disabled"]
     if off:
         lines.append(f"opt-in, not enabled: {', '.join(off)}")

@@ -159,10 +159,7 @@ def _print_unexplained(a: attribution.Attribution, groups: list[dict]) -> None:
 
 
 def _table(rows: list[tuple], left: set[int]) -> None:
-    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        click.echo(
-            "  ".join(
-                c.ljust(w[i]) if i in left else c.rjust(w[i]) for i, c in enumerate(r)
-            ).rstrip()
-        )
+    from ..render.table import grid
+
+    right = [i for i in range(len(rows[0])) if i not in left]
+    click.echo(grid(rows[0], rows[1:], right=right))
