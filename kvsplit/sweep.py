@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Callable
+from typing import Any
 
 from . import schedule
 from .profile import Profile
@@ -31,7 +32,7 @@ def measure_config(
     p = schedule.plan(c, shape.layers)
     splits = sorted(set(schedule.split_grid(context, percents)) | {p.split})
     m = runtime.build(shape, batch, context, layers_run, device)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for s in splits:
         if device == "cuda":
             times = [t / layers_run for t in runtime.time_step(m, s, iters)]
@@ -50,7 +51,7 @@ def measure_config(
     del m
     by = {r["split"]: r for r in rows}
     chosen, base = by[p.split], by[0]
-    out = {"batch": batch, "context": context, "plan": p.to_dict(), "splits": rows}
+    out: dict[str, Any] = {"batch": batch, "context": context, "plan": p.to_dict(), "splits": rows}
     if chosen["measured_layer_s"] is not None:
         out["chosen"] = {
             "split": p.split,
@@ -76,7 +77,7 @@ def run(
     device: str = "cuda",
     progress: Callable[[dict], None] | None = None,
 ) -> dict:
-    res = {
+    res: dict[str, Any] = {
         "format": FORMAT,
         "device": prof.device,
         "shape": shape.to_dict(),
