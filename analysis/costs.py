@@ -65,7 +65,8 @@ class Quantiles:
             raise CostsError(f"{where}: want p10, median and p90 in seconds") from None
         if not (0 <= vals[0] <= vals[1] <= vals[2]):
             raise CostsError(f"{where}: want 0 <= p10 <= median <= p90")
-        return cls(*vals, float(d.get("mean", vals[1])), int(d.get("n", 0)))
+        p10, median, p90 = vals
+        return cls(p10, median, p90, float(d.get("mean", median)), int(d.get("n", 0)))
 
 
 ZERO = Quantiles(0.0, 0.0, 0.0, 0.0, 0)
@@ -183,7 +184,7 @@ def timer_delays(trace) -> list[float]:
 
 def merge(path: str, mode: str, measured: dict, source: str) -> None:
     """Put one mode's measured costs into the table at PATH (made if absent)."""
-    doc = {"format": FORMAT, "version": 1, "modes": {}, "flush_queue": {"size": IOVA_FQ_SIZE}}
+    doc: dict = {"format": FORMAT, "version": 1, "modes": {}, "flush_queue": {"size": IOVA_FQ_SIZE}}
     if os.path.exists(path):
         doc = load(path).raw
     doc.setdefault("modes", {})[mode] = measured["costs"]

@@ -292,7 +292,7 @@ def phase_windows(trace: Trace) -> list[tuple[str, int, int]]:
     from .report import _phases
 
     try:
-        wins = ph.windows(ph.load_workload(trace.path, trace.meta))
+        wins = ph.windows(ph.load_workload(trace))
     except ph.PhaseError:
         return _phases(trace)
     out = [(w.name, w.t_start_ns, w.t_end_ns) for w in wins]

@@ -73,7 +73,8 @@ def flush_queue(
     """
     timer, full = [], []
     order = np.lexsort((unmap_ns, dev))
-    cur_dev, fire_at, rings = None, None, {}
+    cur_dev, fire_at = None, None
+    rings: dict = {}
     for i in order:
         t, c, d = int(unmap_ns[i]), int(cpu[i]), dev[i]
         if d != cur_dev:

@@ -278,6 +278,7 @@ class Recorder:
             "workload": self.o.workload_meta,
             **machine,
         }
+        self._sampler: counters.pmu.Sampler | None
         try:
             self._sampler, meta["pmu"] = counters.start(self.o.count_software, self.o.pmu)
         except OSError as e:  # perf_event_open refused outright: the trace goes on without
@@ -454,8 +455,9 @@ class Recorder:
         if force or len(self._batcher) >= FLUSH_EVENTS or now - self._flushed_at >= FLUSH_S:
             self._writer.write(self._batcher.take())
             self._flushed_at = now
-        if getattr(self, "_sampler", None) is not None:
-            self._writer.write(counters.batch(self._sampler.tick(time.monotonic_ns())))
+        sampler = getattr(self, "_sampler", None)
+        if sampler is not None:
+            self._writer.write(counters.batch(sampler.tick(time.monotonic_ns())))
 
     def _on_signal(self, signum, _frame) -> None:
         self._stop_signal = signum
