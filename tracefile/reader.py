@@ -1,26 +1,26 @@
-"""Read a trace (finalized Parquet, or the journal a killed recorder left)."""
+"""Read a trace (finalized Parquet, or the journal a killed recorder left): the one reader.
+
+Every trace goes through validate.check, so no analysis sees a field of the
+wrong type or an impossible row.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from . import sidecar
+from . import journal, sidecar
 from .meta import TraceMeta
-from .schema import FORMAT, META_KEY, VERSION
+from .validate import TraceError, check, decode_meta
 
 PARQUET_MAGIC = b"PAR1"
-IPC_MAGIC = b"\xff\xff\xff\xff"
+IPC_MAGIC = b"\xff\xff\xff\xff"  # the unframed journals of earlier versions
 
-
-class TraceError(ValueError):
-    """A trace that cannot be read; the message is one line for the user."""
+__all__ = ["Trace", "TraceError", "load"]
 
 
 @dataclass
@@ -62,48 +62,26 @@ class Trace:
         return self._workload
 
 
-def _meta(raw: dict[bytes, bytes] | None, path: str) -> dict:
-    if not raw or META_KEY not in raw:
-        raise TraceError(f"{path}: not an iommu-trace file (no {META_KEY.decode()} metadata)")
-    try:
-        meta = json.loads(raw[META_KEY])
-    except ValueError as e:
-        raise TraceError(f"{path}: trace metadata is corrupt ({e})") from None
-    if meta.get("format") != FORMAT:
-        raise TraceError(f"{path}: not an iommu-trace file (format {meta.get('format')!r})")
-    version = meta.get("version")
-    if not isinstance(version, int) or version > VERSION:
-        raise TraceError(
-            f"{path}: trace format version {version} is newer than this iommu-trace reads "
-            f"({VERSION}); upgrade iommu-trace"
-        )
-    return meta
-
-
-def _read_journal(path: str) -> Trace:
-    batches = []
-    notes = []
-    with pa.OSFile(path, "rb") as f:
+def _read_journal(path: str, head: bytes) -> Trace:
+    with open(path, "rb") as f:
         try:
-            reader = ipc.open_stream(f)
-        except (pa.ArrowInvalid, OSError) as e:
-            first = (str(e).strip().splitlines() or [""])[0]
-            raise TraceError(f"{path}: trace journal is corrupt ({first})") from None
-        meta = _meta(reader.schema.metadata, path)
-        while True:
-            try:
-                batches.append(reader.read_next_batch())
-            except StopIteration:
-                break
-            except (pa.ArrowInvalid, OSError):
-                notes.append("the journal ends in a partly written batch, which was skipped")
-                break
-    table = pa.Table.from_batches(batches, schema=reader.schema)
+            j = journal.read(f.read()) if head == journal.MAGIC else journal.read_legacy(f)
+        except journal.JournalError as e:
+            raise TraceError(f"{path}: trace journal is corrupt: {e}") from None
+    notes: list[str] = []
+    meta, table = check(path, j.schema.metadata, pa.Table.from_batches(j.batches, j.schema), notes)
+    rows = table.num_rows
     notes.insert(
         0,
         "trace was not finalized (the recorder was killed?): events up to its last flush are "
         "here, exact per-probe counts and the exit status are not",
     )
+    if j.damage:
+        notes.insert(
+            1,
+            f"the journal is damaged from {j.damage}; the {len(j.batches)} batches before it "
+            f"({rows} events) are read, the rest is skipped",
+        )
     return Trace(path, meta, table, finalized=False, notes=notes)
 
 
@@ -114,22 +92,30 @@ def load(path: str) -> Trace:
     if size == 0:
         raise TraceError(f"{path}: empty file (the recorder died before writing anything)")
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(len(journal.MAGIC))
         f.seek(max(0, size - 4))
         tail = f.read(4)
-    if head == IPC_MAGIC:
-        return _read_journal(path)
-    if head != PARQUET_MAGIC:
+    if head == journal.MAGIC or head.startswith(IPC_MAGIC):
+        return _read_journal(path, head)
+    if not head.startswith(PARQUET_MAGIC):
         raise TraceError(f"{path}: not an iommu-trace file (unknown format)")
     if tail != PARQUET_MAGIC:
         raise TraceError(f"{path}: truncated trace file (Parquet footer missing)")
     try:
         pf = pq.ParquetFile(path)
-        meta = _meta(pf.schema_arrow.metadata, path)
-        table = pf.read()
-    except TraceError:
-        raise
+        raw_meta = pf.schema_arrow.metadata
     except Exception as e:  # pyarrow raises several types for damaged files
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise TraceError(f"{path}: corrupt trace file ({type(e).__name__}: {first})") from None
-    return Trace(path, meta, table, finalized=bool(meta.get("finalized", True)))
+        raise TraceError(f"{path}: corrupt trace file ({_why(e)})") from None
+    notes: list[str] = []
+    decode_meta(raw_meta, path)  # a foreign file is refused before its data is read
+    try:
+        table = pf.read()
+    except Exception as e:
+        raise TraceError(f"{path}: corrupt trace file ({_why(e)})") from None
+    meta, table = check(path, raw_meta, table, notes)
+    return Trace(path, meta, table, finalized=bool(meta.get("finalized", True)), notes=notes)
+
+
+def _why(e: Exception) -> str:
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first}"

@@ -1,0 +1,113 @@
+"""The journal: Arrow IPC messages in frames that carry their length and a CRC-32.
+
+While recording, the trace's path holds this journal; a recorder killed with
+SIGKILL leaves it. Every frame is checked before its bytes reach Arrow (whose
+decoders trust their input: a flipped byte can crash the process), so a torn
+or damaged frame ends the readable part and every frame before it is kept.
+
+    file  = MAGIC frame*             frame 0: the schema (and the metadata),
+    frame = b"IOTB" <u64 length> <u32 crc32(payload)> payload
+                                     then one record batch per frame
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+MAGIC = b"IOTJRNL\x01"
+FRAME = struct.Struct("<4sQI")
+FRAME_MARK = b"IOTB"
+
+
+def frame(payload: bytes | pa.Buffer) -> bytes:
+    data = memoryview(payload)
+    return FRAME.pack(FRAME_MARK, data.nbytes, zlib.crc32(data)) + bytes(data)
+
+
+@dataclass
+class Journal:
+    schema: pa.Schema
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    damage: str | None = None  # where the readable part ends and why, for the user
+
+
+class JournalError(ValueError):
+    pass
+
+
+def _frames(data: bytes):
+    """(offset, payload) of each intact frame; stops at the first bad one, saying why."""
+    pos = len(MAGIC)
+    while pos < len(data):
+        if len(data) - pos < FRAME.size:
+            yield pos, None, "a partly written frame header"
+            return
+        mark, length, crc = FRAME.unpack_from(data, pos)
+        if mark != FRAME_MARK:
+            yield pos, None, "no frame marker"
+            return
+        start = pos + FRAME.size
+        if length > len(data) - start:
+            yield pos, None, f"a frame of {length} bytes with {len(data) - start} left (torn)"
+            return
+        payload = memoryview(data)[start : start + length]
+        if zlib.crc32(payload) != crc:
+            yield pos, None, "a checksum mismatch"
+            return
+        yield pos, payload, None
+        pos = start + length
+
+
+def read(data: bytes) -> Journal:
+    """Every intact batch before the first damaged frame; JournalError if the schema is bad."""
+    frames = _frames(data)
+    first = next(frames, None)
+    if first is None or first[1] is None:
+        why = first[2] if first else "no schema frame"
+        raise JournalError(f"its header is damaged ({why} at byte {first[0] if first else 8})")
+    try:
+        schema = ipc.read_schema(pa.py_buffer(first[1]))
+    except (pa.ArrowException, ValueError) as e:
+        raise JournalError(f"its schema does not decode ({_first_line(e)})") from None
+    j = Journal(schema)
+    for pos, payload, why in frames:
+        if payload is None:
+            j.damage = f"{why} at byte {pos} (batch {len(j.batches) + 1})"
+            break
+        try:
+            batch = ipc.read_record_batch(pa.py_buffer(payload), schema)
+            batch.validate(full=True)
+        except (pa.ArrowException, ValueError) as e:  # a checksum collision, or a foreign writer
+            j.damage = f"batch {len(j.batches) + 1} at byte {pos} does not decode ({_first_line(e)})"
+            break
+        j.batches.append(batch)
+    return j
+
+
+def read_legacy(f) -> Journal:
+    """A plain Arrow IPC stream (journals of earlier versions): no checksums to check."""
+    try:
+        reader = ipc.open_stream(f)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise JournalError(f"it does not decode ({_first_line(e)})") from None
+    j = Journal(reader.schema)
+    while True:
+        try:
+            batch = reader.read_next_batch()
+            batch.validate(full=True)
+        except StopIteration:
+            break
+        except (pa.ArrowException, OSError, ValueError) as e:
+            j.damage = f"batch {len(j.batches) + 1} is partly written or damaged ({_first_line(e)})"
+            break
+        j.batches.append(batch)
+    return j
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

@@ -1,0 +1,229 @@
+"""Check a trace against its format version before any analysis sees it.
+
+The reader hands over the raw metadata bytes and the table; what comes back is
+metadata whose fields have the documented types and a table with the version's
+columns and types and no impossible row. What cannot be read is a TraceError
+(one line); what can be repaired without inventing data is repaired and said in
+a note: a field of the wrong type is ignored, a row without a time or a probe
+is dropped, an impossible value (a negative duration, size or count, NaN) is
+made null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .schema import COLUMNS, FORMAT, META_KEY, VERSION
+
+
+class TraceError(ValueError):
+    """A trace that cannot be read; the message is one line for the user."""
+
+
+# Columns without which no analysis can place or name an event.
+CORE = ("ts_ns", "probe")
+# Values that can only be >= 0; a negative one is made null.
+NON_NEGATIVE = ("dur_ns", "size", "count", "cpu", "pid", "tid")
+
+
+# ------------------------------------------------------------------ metadata
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _nonneg_int(v) -> bool:
+    return _int(v) and v >= 0
+
+
+def _str(v) -> bool:
+    return isinstance(v, str)
+
+
+def _str_list(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _dict(v) -> bool:
+    return isinstance(v, dict)
+
+
+def _bool(v) -> bool:
+    return isinstance(v, bool)
+
+
+# key -> (test, what it should be); a value failing its test is ignored (None).
+FIELDS = {
+    "tool": (_str, "a string"),
+    "command": (_str_list, "a list of strings"),
+    "follow": (_str, "a string"),
+    "pid": (_int, "an integer"),
+    "start_wall": (_str, "a string"),
+    "end_wall": (_str, "a string"),
+    "start_mono_ns": (_nonneg_int, "an integer >= 0"),
+    "end_mono_ns": (_nonneg_int, "an integer >= 0"),
+    "wall_minus_mono_ns": (_int, "an integer"),
+    "exit_status": (_int, "an integer"),
+    "stop_signal": (_int, "an integer"),
+    "events_written": (_nonneg_int, "an integer >= 0"),
+    "lost": (_nonneg_int, "an integer >= 0"),
+    "finalized": (_bool, "true or false"),
+    "hostname": (_str, "a string"),
+    "buffer": (_str, "a string"),
+    "addresses": (_str, "a string"),
+    "kernel": (_dict, "an object"),
+    "iommu": (_dict, "an object"),
+    "headers": (_dict, "an object"),
+    "workload": (_dict, "an object"),
+    "probes": (lambda v: isinstance(v, list), "a list"),
+    "counts": (_dict, "an object"),
+    "drops": (_dict, "an object"),
+    "columns": (_dict, "an object"),
+}
+# Inside the objects above: key -> test, for the keys analyses read.
+NESTED = {
+    "kernel": {"release": _str, "version": _str, "cmdline": _str},
+    "iommu": {"mode": _str, "notes": _str_list},
+    "headers": {"note": _str, "source": _str, "path": _str},
+}
+PROBE_KEYS = ("name", "status", "group", "op")
+
+
+def decode_meta(raw: dict[bytes, bytes] | None, path: str) -> dict:
+    """The metadata JSON as an object, or a TraceError saying what is wrong with it."""
+    if not raw or META_KEY not in raw:
+        raise TraceError(f"{path}: not an iommu-trace file (no {META_KEY.decode()} metadata)")
+    try:
+        meta = json.loads(raw[META_KEY])
+    except ValueError as e:  # UnicodeDecodeError is one
+        raise TraceError(f"{path}: trace metadata is corrupt ({e})") from None
+    if not isinstance(meta, dict):
+        raise TraceError(f"{path}: trace metadata is corrupt (a {type(meta).__name__}, not an object)")
+    if meta.get("format") != FORMAT:
+        raise TraceError(f"{path}: not an iommu-trace file (format {meta.get('format')!r})")
+    if "version" not in meta:
+        raise TraceError(f"{path}: trace metadata has no format version")
+    version = meta["version"]
+    if not _int(version):
+        raise TraceError(f"{path}: trace format version {version!r} is not an integer")
+    if version <= 0:
+        raise TraceError(f"{path}: trace format version {version} is invalid (versions start at 1)")
+    if version > VERSION:
+        raise TraceError(
+            f"{path}: trace format version {version} is newer than this iommu-trace reads "
+            f"({VERSION}); upgrade iommu-trace"
+        )
+    return meta
+
+
+def check_meta(meta: dict, notes: list[str]) -> dict:
+    """Fields of the wrong type dropped (one note naming them all)."""
+    bad = []
+    out = dict(meta)
+    for key, (ok, want) in FIELDS.items():
+        if key in out and out[key] is not None and not ok(out[key]):
+            bad.append(f"{key} ({type(out[key]).__name__}, expected {want})")
+            out.pop(key)
+    for key, tests in NESTED.items():
+        if isinstance(out.get(key), dict):
+            sub = dict(out[key])
+            for k, ok in tests.items():
+                if k in sub and sub[k] is not None and not ok(sub[k]):
+                    bad.append(f"{key}.{k} ({type(sub[k]).__name__})")
+                    sub.pop(k)
+            out[key] = sub
+    if isinstance(out.get("probes"), list):
+        good = [
+            p
+            for p in out["probes"]
+            if isinstance(p, dict) and all(isinstance(p.get(k, ""), str) for k in PROBE_KEYS)
+        ]
+        if len(good) != len(out["probes"]):
+            bad.append(f"{len(out['probes']) - len(good)} malformed probes entries")
+        out["probes"] = good
+    for key in ("counts", "drops"):
+        if isinstance(out.get(key), dict):
+            good = {k: v for k, v in out[key].items() if _nonneg_int(v)}
+            if len(good) != len(out[key]):
+                bad.append(f"{len(out[key]) - len(good)} {key} entries (not integers >= 0)")
+            out[key] = good
+    start, end = out.get("start_mono_ns"), out.get("end_mono_ns")
+    if start is not None and end is not None and end < start:
+        bad.append("end_mono_ns (before start_mono_ns)")
+        out.pop("end_mono_ns")
+    if bad:
+        notes.append("trace metadata ignored where malformed: " + "; ".join(bad))
+    return out
+
+
+# ------------------------------------------------------------------ events
+
+
+def _cast(col: pa.ChunkedArray, want: pa.DataType, name: str, path: str, notes: list[str]):
+    """A column of another type brought to the version's type, where that loses nothing."""
+    if col.type == want:
+        return col
+    if pa.types.is_floating(col.type) and pa.types.is_integer(want):
+        finite = pc.is_finite(col)
+        bad = pc.sum(pc.invert(pc.fill_null(finite, True))).as_py() or 0
+        col = pc.if_else(finite, col, pa.scalar(None, col.type))
+        if bad:
+            notes.append(f"column {name}: {bad} NaN/infinite values made null")
+    try:
+        return col.cast(want, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise TraceError(
+            f"{path}: column {name} is {col.type}, format version 1 has {want}"
+        ) from None
+
+
+def check_table(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
+    """The version's columns with their types, in order; no row an analysis cannot take."""
+    names = set(table.column_names)
+    missing = [n for n in COLUMNS if n not in names]
+    if any(n in missing for n in CORE):
+        raise TraceError(
+            f"{path}: not an iommu-trace event table (no {', '.join(n for n in CORE if n in missing)}"
+            f" column; it has {', '.join(table.column_names[:6]) or 'none'})"
+        )
+    if missing:
+        notes.append(f"columns absent from the trace (read as null): {', '.join(missing)}")
+    cols = []
+    for name, (want, _) in COLUMNS.items():
+        if name in names:
+            cols.append(_cast(table.column(name), want, name, path, notes))
+        else:
+            cols.append(pa.nulls(table.num_rows, want))
+    t = pa.Table.from_arrays(cols, names=list(COLUMNS), metadata=table.schema.metadata)
+    keep = pc.and_(pc.is_valid(t["ts_ns"]), pc.is_valid(t["probe"]))
+    keep = pc.and_(keep, pc.fill_null(pc.greater_equal(t["ts_ns"], 0), False))
+    dropped = t.num_rows - (pc.sum(keep).as_py() or 0)
+    if dropped:
+        t = t.filter(keep)
+        notes.append(f"{dropped} events without a valid time or probe were dropped")
+    fixed = []
+    for name in NON_NEGATIVE:
+        neg = pc.fill_null(pc.less(t[name], 0), False)
+        n = pc.sum(neg).as_py() or 0
+        if n:
+            i = t.schema.get_field_index(name)
+            t = t.set_column(i, name, pc.if_else(neg, pa.scalar(None, t[name].type), t[name]))
+            fixed.append(f"{n} {name}")
+    if fixed:
+        notes.append("negative values made null: " + ", ".join(fixed))
+    return t
+
+
+def check(path: str, raw_meta: dict[bytes, bytes] | None, table: pa.Table, notes: list[str]):
+    """(metadata, table) fit for the analyses, or a TraceError."""
+    meta = check_meta(decode_meta(raw_meta, path), notes)
+    return meta, check_table(table, path, notes)
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
