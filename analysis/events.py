@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from ..tracefile.reader import Trace
 from ..tracefile.sidecar import SidecarError
+from ..tracefile.validate import valid_runs
 from .taxonomy import CATEGORIES, FLUSH_ENTRY_PROBES, FLUSH_FALLBACK_PROBES
 
 
@@ -57,11 +58,16 @@ def unmaps(c: dict[str, int | None]) -> int | None:
 
 
 def workload_runs(trace: Trace) -> list[dict]:
-    """The workload's own measurements: trace metadata, else the lab's sidecar JSON."""
+    """The workload's own measured runs (trace metadata, else the lab's sidecar JSON).
+
+    Only runs with a valid time window count: a damaged sidecar must not place
+    a phase before the trace starts or give it a negative length.
+    """
     try:
-        return list(trace.workload().get("runs") or [])
+        runs = trace.workload().get("runs")
     except SidecarError:
         return []
+    return valid_runs(runs)
 
 
 def span_ns(trace: Trace) -> tuple[int, int]:

@@ -20,6 +20,20 @@ def _num(x: float) -> str:
     return "0" if x == 0 else f"{x:.3g}"
 
 
+def _fixed(x: float, spec: str) -> str:
+    """A measured figure; "n/a" where there was nothing to measure (no events in the run)."""
+    return "n/a" if x is None or not math.isfinite(x) else format(x, spec)
+
+
+def _finite(doc):
+    """NaN/inf (nothing measured) as null: JSON has no NaN."""
+    if isinstance(doc, dict):
+        return {k: _finite(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_finite(v) for v in doc]
+    return None if isinstance(doc, float) and not math.isfinite(doc) else doc
+
+
 def _grid(rows: list[tuple[str, ...]], left: int) -> str:
     """Fixed-width columns; the first `left` left-aligned, the rest right-aligned."""
     return grid(rows[0], rows[1:], right=range(left, len(rows[0])))
@@ -55,9 +69,9 @@ def single_text(name: str, res: Results, cells: pd.DataFrame, outside: dict) -> 
             (
                 *_keys(r),
                 str(r.ops),
-                f"{r.lat_us:.2f}",
+                _fixed(r.lat_us, ".2f"),
                 iqr,
-                f"{r.gbps:.3g}",
+                _fixed(r.gbps, ".3g"),
                 *(_num(getattr(r, c)) for c in cats),
             )
         )
@@ -165,7 +179,7 @@ def to_json(singles: list[tuple[str, Results, pd.DataFrame, dict]], comps: list[
             for c in comps
         ],
     }
-    return json.dumps(doc, indent=1, allow_nan=True)
+    return json.dumps(_finite(doc), indent=1, allow_nan=False)
 
 
 def to_csv(singles, comps: list[Comparison]) -> str:

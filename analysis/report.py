@@ -31,6 +31,8 @@ def _phases(trace: Trace) -> list[tuple[str, int, int]]:
     runs = E.workload_runs(trace)
     if not runs:
         return [("whole trace", start, end)]
+    # A trace cut short (a killed recorder's journal) may end inside a run.
+    start, end = min(start, runs[0]["t_start_ns"]), max(end, runs[-1]["t_end_ns"])
     out = [("setup", start, runs[0]["t_start_ns"])]
     for i, r in enumerate(runs):
         label = f"run {i + 1}" + (f" bs={r['bs']}" if "bs" in r else "")

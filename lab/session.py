@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from ..tracefile.sidecar import workload_path, write_workload
+from ..tracer.addresses import TextRedactor
+from ..tracer.launch import give_to_invoker
 from .modes import Mode
 from .vm import GuestResult, Progress, Tools, VMSpec, kernel_release, run_vm, stderr_progress
 from .workloads import RESULT_TAG
@@ -120,17 +122,21 @@ def run_lab(
             )
         result = _load(paths["workload.json"])
         sidecar = workload_path(output)
-        write_workload(
-            sidecar,
-            result,
-            mode=mode.name,
-            mode_cmdline=mode.cmdline,
-            kernel=kernel_release(tools.kernel),
-            guest=facts,
-            recorded=record,
-            guest_exit_status=res.returncode,
-            vm_elapsed_s=round(res.elapsed_s, 3),
-        )
+        fields = {
+            "mode": mode.name,
+            "mode_cmdline": mode.cmdline,
+            "kernel": kernel_release(tools.kernel),
+            "guest": facts,
+            "recorded": record,
+            "guest_exit_status": res.returncode,
+            "vm_elapsed_s": round(res.elapsed_s, 3),
+        }
+        if "--keep-addresses" not in record_opts:  # the guest's dmesg and command line
+            redactor = TextRedactor()
+            fields = redactor.tree(fields)
+            result = redactor.tree(result)
+        write_workload(sidecar, result, **fields)
+        give_to_invoker(sidecar)
         if res.returncode != 0:
             ok = result is not None and result.get("exit_status") == 0
             what = "recorder" if record and ok else "workload"
@@ -147,6 +153,7 @@ def run_lab(
             if not os.path.exists(paths["trace.iot"]):
                 raise UserError("the recorder exited 0 but wrote no trace")
             shutil.move(paths["trace.iot"], output)
+            give_to_invoker(output)
             trace = output
         return LabResult(res, facts, result, trace, sidecar)
     finally:

@@ -25,6 +25,7 @@ KINDS = ("tracepoint", "kprobe", "uprobe", "syscall")
 # Columns an event can fill; the order is the slot order in the BPF event.
 NUMERIC_FIELDS = ("addr", "iova", "size", "dir", "count", "flags", "cmd", "ret")
 FIELDS = ("dev", *NUMERIC_FIELDS)
+ADDRESS_KINDS = ("pfn", "pointer")
 
 
 class CatalogError(ValueError):
@@ -62,6 +63,10 @@ class Probe:
     kstack: bool = False
     ustack: bool = False
     doc: str = ""
+    # columns other than addr/iova that hold addresses, pseudonymized like them:
+    # "pfn" (a page frame number) or "pointer" (values of 64 KiB and up, so that
+    # error codes and small integers stay readable)
+    addresses: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,12 @@ def parse(text: str) -> Catalog:
         if raw.get("scope", "task") not in ("task", "device"):
             raise CatalogError(f"probe {name}: scope must be task or device")
         targets = tuple(_target(t, name) for t in raw.get("target", []))
+        addresses = dict(raw.get("addresses", {}))
+        for col, kind in addresses.items():
+            if col not in NUMERIC_FIELDS or kind not in ADDRESS_KINDS:
+                raise CatalogError(
+                    f"probe {name}: addresses wants COLUMN = {' or '.join(ADDRESS_KINDS)}"
+                )
         if not targets:
             raise CatalogError(f"probe {name} has no target")
         probes.append(
@@ -115,6 +126,7 @@ def parse(text: str) -> Catalog:
                 kstack=bool(raw.get("kstack", False)),
                 ustack=bool(raw.get("ustack", False)),
                 doc=raw.get("doc", ""),
+                addresses=addresses,
             )
         )
     return Catalog(probes=tuple(probes), libraries=dict(data.get("libraries", {})))
@@ -157,4 +169,6 @@ def user_probe(spec: str) -> Probe:
         targets=(target,),
         ustack=True,
         doc=f"user probe on {lib}:{sym}",
+        # the user's function may return or take pointers: redact what looks like one
+        addresses={c: "pointer" for c in fields if c not in ("size", "count", "dir", "addr", "iova")},
     )

@@ -48,7 +48,6 @@ VERBS: list[list[str]] = [
     ["overhead", "{t}"],
     ["compare", "{t}", "{t}"],
 ]
-CHEAP = {"info", "report", "overhead"}  # rejected or summarized fast: run on every mutant
 
 NAN = re.compile(r"(?<![A-Za-z_])(nan|-?inf(inity)?)(?![A-Za-z_])", re.I)
 # A negative number followed by a unit of time, size or a count word.
@@ -432,9 +431,8 @@ def _materialize(d: Path, name: str, data: bytes, sidecar: str | None) -> Path:
 
 
 def _verbs_for(i: int) -> list[list[str]]:
-    """Cheap verbs on every mutant; the costly ones in turn, one per mutant."""
-    costly = [v for v in VERBS if v[0] not in CHEAP]
-    return [v for v in VERBS if v[0] in CHEAP] + [costly[i % len(costly)]]
+    """`info` (the cheapest) on every mutant, the other verbs in turn: 2 minutes for 1,000."""
+    return [VERBS[0], VERBS[1 + i % (len(VERBS) - 1)]]
 
 
 def fuzz(seed: int, n: int, work: Path, progress: Path, keep: Path | None) -> list[dict]:

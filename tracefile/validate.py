@@ -98,12 +98,15 @@ def decode_meta(raw: dict[bytes, bytes] | None, path: str) -> dict:
     """The metadata JSON as an object, or a TraceError saying what is wrong with it."""
     if not raw or META_KEY not in raw:
         raise TraceError(f"{path}: not an iommu-trace file (no {META_KEY.decode()} metadata)")
+    constants = []  # NaN, Infinity: not JSON, and no field may hold them
     try:
-        meta = json.loads(raw[META_KEY])
+        meta = json.loads(raw[META_KEY], parse_constant=lambda c: constants.append(c))
     except ValueError as e:  # UnicodeDecodeError is one
         raise TraceError(f"{path}: trace metadata is corrupt ({e})") from None
     if not isinstance(meta, dict):
         raise TraceError(f"{path}: trace metadata is corrupt (a {type(meta).__name__}, not an object)")
+    if constants:
+        meta["_nonfinite"] = len(constants)
     if meta.get("format") != FORMAT:
         raise TraceError(f"{path}: not an iommu-trace file (format {meta.get('format')!r})")
     if "version" not in meta:
@@ -125,8 +128,12 @@ def check_meta(meta: dict, notes: list[str]) -> dict:
     """Fields of the wrong type dropped (one note naming them all)."""
     bad = []
     out = dict(meta)
+    if out.pop("_nonfinite", 0):
+        bad.append("values that are not finite numbers (read as null)")
     for key, (ok, want) in FIELDS.items():
-        if key in out and out[key] is not None and not ok(out[key]):
+        if key in out and out[key] is None:
+            out.pop(key)  # absent and null mean the same; .get(key, default) then works
+        elif key in out and not ok(out[key]):
             bad.append(f"{key} ({type(out[key]).__name__}, expected {want})")
             out.pop(key)
     for key, tests in NESTED.items():
@@ -173,7 +180,7 @@ def _cast(col: pa.ChunkedArray, want: pa.DataType, name: str, path: str, notes: 
         bad = pc.sum(pc.invert(pc.fill_null(finite, True))).as_py() or 0
         col = pc.if_else(finite, col, pa.scalar(None, col.type))
         if bad:
-            notes.append(f"column {name}: {bad} NaN/infinite values made null")
+            notes.append(f"column {name}: {bad} values that are not finite numbers made null")
     try:
         return col.cast(want, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -225,5 +232,22 @@ def check(path: str, raw_meta: dict[bytes, bytes] | None, table: pa.Table, notes
     return meta, check_table(table, path, notes)
 
 
-def finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+def _finite_nonneg(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+
+
+def valid_runs(runs) -> list[dict]:
+    """A workload's runs that have a time window (t_start_ns <= t_end_ns) and sane numbers."""
+    if not isinstance(runs, list):
+        return []
+    out = []
+    for r in runs:
+        if not isinstance(r, dict):
+            continue
+        t0, t1 = r.get("t_start_ns"), r.get("t_end_ns")
+        if not (_nonneg_int(t0) and _nonneg_int(t1) and t0 <= t1):
+            continue
+        nums = {k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if all(_finite_nonneg(v) for v in nums.values()):
+            out.append(r)
+    return out

@@ -64,10 +64,15 @@ class EventBatcher:
         self._paired = np.zeros(n, bool)
         self._has_dev = np.zeros(n, bool)
         self._has = {c: np.zeros(n, bool) for c in NUMERIC_FIELDS}
+        # columns besides addr/iova that hold addresses (the catalog's `addresses`)
+        self._pfn = {c: np.zeros(n, bool) for c in NUMERIC_FIELDS}
+        self._pointer = {c: np.zeros(n, bool) for c in NUMERIC_FIELDS}
         self.exec_probes: set[int] = set()
         for i, r in enumerate(resolved):
             if r.probe.op == "exec":
                 self.exec_probes.add(i)
+            for c, kind in r.probe.addresses.items():
+                (self._pfn if kind == "pfn" else self._pointer)[c][i] = True
             if r.target is None:
                 continue
             self._paired[i] = r.target.ret or r.target.kind == "syscall"
@@ -113,8 +118,16 @@ class EventBatcher:
             present = self._has[c][probe]
             if c != "ret":
                 present = present & (v != UNKNOWN)
-            if self._pseud is not None and c in ADDRESS_COLUMNS and present.any():
-                v[present] = self._pseud(c, v[present])
+            if self._pseud is not None and present.any():
+                if c in ADDRESS_COLUMNS:
+                    v[present] = self._pseud(c, v[present])
+                else:  # IOVA page numbers go with the IOVAs, pointers with CPU addresses
+                    pfn = present & self._pfn[c][probe]
+                    if pfn.any():
+                        v[pfn] = self._pseud.pfn("iova", v[pfn])
+                    ptr = present & self._pointer[c][probe]
+                    if ptr.any():
+                        v[ptr] = self._pseud.pointer("addr", v[ptr])
             cols[c] = pa.array(v.view(np.int64), mask=~present)
         cols["kstack"] = pa.array(self._kstacks, _STACKS)
         cols["ustack"] = pa.array(self._ustacks, _STACKS)

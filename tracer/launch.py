@@ -32,6 +32,16 @@ def invoking_user() -> tuple[int, int] | None:
     return int(uid), int(gid if gid is not None else pwd.getpwuid(int(uid)).pw_gid)
 
 
+def give_to_invoker(*paths: str) -> None:
+    """Under sudo, make files written as root the invoking user's (theirs to move or delete)."""
+    user = invoking_user()
+    if user is None:
+        return
+    for p in paths:
+        if os.path.exists(p):
+            os.chown(p, *user)
+
+
 def resolve_command(argv: list[str]) -> str:
     exe = shutil.which(argv[0]) if os.sep not in argv[0] else argv[0]
     if exe is None or not os.path.exists(exe):

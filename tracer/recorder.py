@@ -22,6 +22,7 @@ from ..probes import catalog as catalog_mod
 from ..probes import discover
 from ..tracefile.writer import TraceWriter
 from . import codegen, cost, counters, headers, launch
+from .addresses import TextRedactor
 from .decode import EventBatcher
 from .symbols import Symbolizer
 
@@ -166,6 +167,39 @@ def machine_meta() -> dict:
     }
 
 
+# BPF ring buffers: max_entries is a u32 power of two bytes, so 2 GiB at most.
+RINGBUF_MAX_BYTES = 1 << 31
+
+
+def _mem_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def buffer_pages_problem(pages: int, ringbuf: bool) -> str | None:
+    """Why the kernel would refuse this buffer size (or it would exhaust memory), or None."""
+    if pages < 1 or pages & (pages - 1):
+        return "must be a power of two (1, 2, 4, ... 1024, the default)"
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = pages * page * (1 if ringbuf else (os.cpu_count() or 1))
+    if ringbuf and pages * page > RINGBUF_MAX_BYTES:
+        return f"a BPF ring buffer holds at most {RINGBUF_MAX_BYTES // page} pages (2 GiB)"
+    avail = _mem_available()
+    if avail is not None and total > avail // 2:
+        per = "" if ringbuf else f" on each of {os.cpu_count()} CPUs"
+        return (
+            f"{pages} pages of {page // 1024} KiB{per} is {total / 2**30:.1f} GiB, more than half "
+            f"of this machine's available memory ({avail / 2**30:.1f} GiB)"
+        )
+    return None
+
+
 class Recorder:
     def __init__(self, opts: Options, log: Callable[[str], None]) -> None:
         self.o = opts
@@ -177,9 +211,24 @@ class Recorder:
         self._cpu_at_release: dict[str, float] | None = None
         self._sym: Symbolizer | None = None
         self._callback_s = 0.0  # time in the buffer callback: copying events, resolving stacks
+        self._text_redactor = TextRedactor()
+        self._owner = launch.invoking_user()  # under sudo, the files are the user's
 
     # ------------------------------------------------------------ setup
+    def _check_numbers(self) -> None:
+        """-d and --buffer-pages, before anything is compiled: one line naming what is wrong."""
+        d = self.o.duration
+        if d is not None and not (0 < d < float("inf")):
+            raise RecordError(f"-d/--duration must be a number of seconds > 0, not {d:g}")
+        why = buffer_pages_problem(self.o.buffer_pages, ringbuf=self._ringbuf())
+        if why:
+            raise RecordError(f"--buffer-pages {self.o.buffer_pages}: {why}")
+
+    def _ringbuf(self) -> bool:
+        return not self.o.perf_buffer and _kernel_version() >= (5, 8)
+
     def _preflight(self):
+        self._check_numbers()
         if os.geteuid() != 0:
             raise RecordError("recording needs root (BPF): run it with sudo")
         out_dir = os.path.dirname(os.path.abspath(self.o.output))
@@ -232,7 +281,7 @@ class Recorder:
         if "child_pid" not in fork:
             raise RecordError("sched:sched_process_fork is missing: cannot follow children")
         follow_all = self.o.follow_all or (not self.o.command and self.o.pid is None)
-        ringbuf = not self.o.perf_buffer and _kernel_version() >= (5, 8)
+        ringbuf = self._ringbuf()
         try:
             text, atts = codegen.generate(
                 resolved,
@@ -286,7 +335,9 @@ class Recorder:
         for note in meta["pmu"]["notes"]:
             if note != counters.pmu.NO_PMU_HINT:  # doctor says that one
                 self.log(f"note: {note}")
-        writer = TraceWriter(self.o.output, meta)
+        if not self.o.keep_addresses:  # dmesg lines, kernel command lines
+            meta = self._redact(meta)
+        writer = TraceWriter(self.o.output, meta, owner=self._owner)
         self.log(f"writing {self.o.output}")
         status = None
         try:
@@ -309,7 +360,7 @@ class Recorder:
             meta["events_written"] = writer.rows
             meta["cost"] = self._cost(b)
             meta["workload"] = self._workload_result(meta["workload"])
-            writer.finalize(meta)
+            writer.finalize(meta if self.o.keep_addresses else self._redact(meta))
             _detach(b, self.log)
         total_drops = sum(drops.values()) + self._lost
         self.log(
@@ -342,6 +393,10 @@ class Recorder:
             "workload_cpu": self._child_cpu,
             "bpf": cost.bpf_run_time([f.fd for f in b.funcs.values()]),
         }
+
+    def _redact(self, meta: dict) -> dict:
+        """Address-like hex in every metadata string, pseudonymized (stable within the trace)."""
+        return self._text_redactor.tree(meta)
 
     def _workload_result(self, initial: dict) -> dict:
         """Merge what the workload wrote about itself (bytes, seconds per run) into the trace."""
