@@ -33,7 +33,7 @@ def frame(payload: bytes | pa.Buffer) -> bytes:
 class Journal:
     schema: pa.Schema
     batches: list[pa.RecordBatch] = field(default_factory=list)
-    damage: str | None = None  # where the readable part ends and why, for the user
+    damage: str | None = None  # "byte N (batch K: why)": where the readable part ends
 
 
 class JournalError(ValueError):
@@ -45,7 +45,7 @@ def _frames(data: bytes):
     pos = len(MAGIC)
     while pos < len(data):
         if len(data) - pos < FRAME.size:
-            yield pos, None, "a partly written frame header"
+            yield pos, None, "a partly written frame header (torn)"
             return
         mark, length, crc = FRAME.unpack_from(data, pos)
         if mark != FRAME_MARK:
@@ -69,7 +69,7 @@ def read(data: bytes) -> Journal:
     first = next(frames, None)
     if first is None or first[1] is None:
         why = first[2] if first else "no schema frame"
-        raise JournalError(f"its header is damaged ({why} at byte {first[0] if first else 8})")
+        raise JournalError(f"its header is damaged at byte {first[0] if first else 8} ({why})")
     try:
         schema = ipc.read_schema(pa.py_buffer(first[1]))
     except (pa.ArrowException, ValueError) as e:
@@ -77,13 +77,13 @@ def read(data: bytes) -> Journal:
     j = Journal(schema)
     for pos, payload, why in frames:
         if payload is None:
-            j.damage = f"{why} at byte {pos} (batch {len(j.batches) + 1})"
+            j.damage = f"byte {pos} (batch {len(j.batches) + 1}: {why})"
             break
         try:
             batch = ipc.read_record_batch(pa.py_buffer(payload), schema)
             batch.validate(full=True)
         except (pa.ArrowException, ValueError) as e:  # a checksum collision, or a foreign writer
-            j.damage = f"batch {len(j.batches) + 1} at byte {pos} does not decode ({_first_line(e)})"
+            j.damage = f"byte {pos} (batch {len(j.batches) + 1} does not decode: {_first_line(e)})"
             break
         j.batches.append(batch)
     return j
@@ -97,13 +97,17 @@ def read_legacy(f) -> Journal:
         raise JournalError(f"it does not decode ({_first_line(e)})") from None
     j = Journal(reader.schema)
     while True:
+        pos = f.tell()
         try:
             batch = reader.read_next_batch()
             batch.validate(full=True)
         except StopIteration:
             break
         except (pa.ArrowException, OSError, ValueError) as e:
-            j.damage = f"batch {len(j.batches) + 1} is partly written or damaged ({_first_line(e)})"
+            j.damage = (
+                f"byte {pos} (batch {len(j.batches) + 1} is partly written or damaged: "
+                f"{_first_line(e)})"
+            )
             break
         j.batches.append(batch)
     return j

@@ -79,8 +79,8 @@ def _read_journal(path: str, head: bytes) -> Trace:
     if j.damage:
         notes.insert(
             1,
-            f"the journal is damaged from {j.damage}; the {len(j.batches)} batches before it "
-            f"({rows} events) are read, the rest is skipped",
+            f"the journal is damaged from {j.damage}: the {len(j.batches)} batches before it "
+            f"({rows} events) are read, the rest is not",
         )
     return Trace(path, meta, table, finalized=False, notes=notes)
 
