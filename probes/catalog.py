@@ -170,5 +170,7 @@ def user_probe(spec: str) -> Probe:
         ustack=True,
         doc=f"user probe on {lib}:{sym}",
         # the user's function may return or take pointers: redact what looks like one
-        addresses={c: "pointer" for c in fields if c not in ("size", "count", "dir", "addr", "iova")},
+        addresses={
+            c: "pointer" for c in fields if c not in ("size", "count", "dir", "addr", "iova")
+        },
     )

@@ -62,7 +62,9 @@ def main(roots: list[str]) -> int:
             changed = (
                 redact_trace(p)
                 if p.suffix == ".iot"
-                else redact_json(p) if p.name.endswith(".workload.json") else False
+                else redact_json(p)
+                if p.name.endswith(".workload.json")
+                else False
             )
             if changed:
                 print(f"redacted {p}")

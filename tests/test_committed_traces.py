@@ -8,15 +8,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from fuzz_traces import VERBS, nonsense
 
 from iommu_trace.cli import cli
 from iommu_trace.tracer.addresses import raw_address_columns, raw_addresses_in
 
-from fuzz_traces import VERBS, nonsense
-
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = sorted((ROOT / "traces").rglob("*.iot"))
-EVERY_TRACE = sorted(p for p in ROOT.rglob("*.iot") if ".venv" not in p.parts and ".wt" not in p.parts)
+EVERY_TRACE = sorted(
+    p for p in ROOT.rglob("*.iot") if ".venv" not in p.parts and ".wt" not in p.parts
+)
 SIDECARS = sorted(p for p in ROOT.rglob("*.workload.json") if ".venv" not in p.parts)
 # overhead needs the workload's own results: only the benchmark and lab traces have them
 NO_RESULTS = "no benchmark results beside it"

@@ -404,3 +404,56 @@ def test_the_trace_says_what_recording_cost(exact_run):
     assert c["callback_s"] >= 0
     proc = cli("info", str(out))
     assert "cost       start-up " in proc.stdout and "recorder CPU" in proc.stdout
+
+
+# ---------------------------------------------------------------- bad numbers, owners, addresses
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("-d", "-1"), "-d/--duration must be a number of seconds > 0, not -1"),
+        (("-d", "0"), "-d/--duration must be a number of seconds > 0, not 0"),
+        (("--buffer-pages", "0"), "--buffer-pages 0: must be a power of two"),
+        (("--buffer-pages", "-1"), "--buffer-pages -1: must be a power of two"),
+        (("--buffer-pages", "3"), "--buffer-pages 3: must be a power of two"),
+        (("--buffer-pages", str(10**9)), f"--buffer-pages {10**9}: must be a power of two"),
+        (("--buffer-pages", str(1 << 30)), "a BPF ring buffer holds at most 524288 pages"),
+    ],
+)
+def test_bad_numbers_are_one_line(tmp_path, args, words):
+    proc = cli("record", "-o", str(tmp_path / "x.iot"), *args, "--", "true")
+    assert words in one_line_error(proc)
+    assert not (tmp_path / "x.iot").exists()
+
+
+def test_files_belong_to_the_sudo_user():
+    """Under sudo the trace (journal, then Parquet) is the invoking user's, not root's."""
+    shared = Path(tempfile.mkdtemp(dir="/tmp"))  # root-owned 0700: only root may create here
+    out = shared / "owned.iot"
+    sudo = {"SUDO_UID": "65534", "SUDO_GID": "65534"}
+    proc = record(out, "--uprobe", "c:malloc", cmd=("sh", "-c", "ls / >/dev/null"), env=sudo)
+    assert proc.returncode == 0, proc.stderr
+    st = out.stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534)
+    assert load(str(out)).finalized
+    assert not list(shared.glob("*.partial"))
+
+
+def test_fresh_recording_holds_no_raw_address(tmp_path):
+    """malloc's return values are user pointers: pseudonymized unless --keep-addresses."""
+    from iommu_trace.tracer.addresses import raw_address_columns, raw_addresses_in
+
+    traces = {}
+    for extra in ((), ("--keep-addresses",)):
+        out = tmp_path / f"m{len(extra)}.iot"
+        proc = record(out, "--uprobe", "c:malloc", *extra, cmd=("sh", "-c", "ls / >/dev/null"))
+        assert proc.returncode == 0, proc.stderr
+        traces[extra] = t = load(str(out))
+        rets = t.events.loc[t.events.probe == "malloc", "ret"].dropna()
+        assert (rets.abs() >= 1 << 16).sum() > 5  # pointers were recorded
+    t = traces[()]
+    assert raw_address_columns(t.table, t.meta) == []
+    assert raw_addresses_in(t.meta) == []
+    raw = traces[("--keep-addresses",)]
+    assert raw_address_columns(raw.table, raw.meta) == ["addr"]  # the check sees raw pointers

@@ -104,7 +104,9 @@ def decode_meta(raw: dict[bytes, bytes] | None, path: str) -> dict:
     except ValueError as e:  # UnicodeDecodeError is one
         raise TraceError(f"{path}: trace metadata is corrupt ({e})") from None
     if not isinstance(meta, dict):
-        raise TraceError(f"{path}: trace metadata is corrupt (a {type(meta).__name__}, not an object)")
+        raise TraceError(
+            f"{path}: trace metadata is corrupt (a {type(meta).__name__}, not an object)"
+        )
     if constants:
         meta["_nonfinite"] = len(constants)
     if meta.get("format") != FORMAT:
@@ -171,10 +173,28 @@ def check_meta(meta: dict, notes: list[str]) -> dict:
 # ------------------------------------------------------------------ events
 
 
+def _same_kind(got: pa.DataType, want: pa.DataType) -> bool:
+    """Types another writer may use for a column: other int widths, floats, large strings."""
+    t = pa.types
+    if t.is_null(got):
+        return True
+    if t.is_integer(want):
+        return t.is_integer(got) or t.is_floating(got)
+    if t.is_string(want):
+        return t.is_string(got) or t.is_large_string(got)
+    if t.is_list(want):
+        return (t.is_list(got) or t.is_large_list(got)) and _same_kind(
+            got.value_type, want.value_type
+        )
+    return False
+
+
 def _cast(col: pa.ChunkedArray, want: pa.DataType, name: str, path: str, notes: list[str]):
     """A column of another type brought to the version's type, where that loses nothing."""
     if col.type == want:
         return col
+    if not _same_kind(col.type, want):
+        raise TraceError(f"{path}: column {name} is {col.type}, format version {VERSION} has {want}")
     if pa.types.is_floating(col.type) and pa.types.is_integer(want):
         finite = pc.is_finite(col)
         bad = pc.sum(pc.invert(pc.fill_null(finite, True))).as_py() or 0
@@ -185,7 +205,7 @@ def _cast(col: pa.ChunkedArray, want: pa.DataType, name: str, path: str, notes: 
         return col.cast(want, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise TraceError(
-            f"{path}: column {name} is {col.type}, format version 1 has {want}"
+            f"{path}: column {name} is {col.type}, format version {VERSION} has {want}"
         ) from None
 
 
@@ -193,10 +213,11 @@ def check_table(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
     """The version's columns with their types, in order; no row an analysis cannot take."""
     names = set(table.column_names)
     missing = [n for n in COLUMNS if n not in names]
-    if any(n in missing for n in CORE):
+    absent = [n for n in CORE if n in missing]
+    if absent:
+        has = ", ".join(table.column_names[:6]) or "none"
         raise TraceError(
-            f"{path}: not an iommu-trace event table (no {', '.join(n for n in CORE if n in missing)}"
-            f" column; it has {', '.join(table.column_names[:6]) or 'none'})"
+            f"{path}: not an iommu-trace event table (no {', '.join(absent)} column; it has {has})"
         )
     if missing:
         notes.append(f"columns absent from the trace (read as null): {', '.join(missing)}")
@@ -247,7 +268,9 @@ def valid_runs(runs) -> list[dict]:
         t0, t1 = r.get("t_start_ns"), r.get("t_end_ns")
         if not (_nonneg_int(t0) and _nonneg_int(t1) and t0 <= t1):
             continue
-        nums = {k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        nums = {
+            k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         if all(_finite_nonneg(v) for v in nums.values()):
             out.append(r)
     return out
