@@ -10,14 +10,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fuzz_traces import LegacyJournalWriter
 
-from iommu_trace.tracefile import journal
 from iommu_trace.tracefile.reader import TraceError, load
 from iommu_trace.tracefile.writer import TraceWriter
 from iommu_trace.tracer.addresses import Pseudonymizer, TextRedactor, raw_addresses_in
 
 from conftest import TRACES, cli, one_line_error
-from fuzz_traces import LegacyJournalWriter
 
 LAB = TRACES / "lab" / "dd64k-strict.iot"
 
@@ -181,8 +180,13 @@ def test_impossible_values_are_dropped_or_nulled_with_a_note(events, tmp_path):
     assert "start_mono_ns" not in tr.meta and "workload" not in tr.meta
     assert tr.meta["probes"] == []
     text = " | ".join(tr.notes)
-    for words in ("1 events without a valid time", "negative values made null: 1 dur_ns",
-                  "1 values that are not finite", "start_mono_ns (str", "workload (str"):  # fmt: skip
+    for words in (
+        "1 events without a valid time",
+        "negative values made null: 1 dur_ns",
+        "1 values that are not finite",
+        "start_mono_ns (str",
+        "workload (str",
+    ):
         assert words in text, text
 
 

@@ -194,7 +194,9 @@ def _cast(col: pa.ChunkedArray, want: pa.DataType, name: str, path: str, notes: 
     if col.type == want:
         return col
     if not _same_kind(col.type, want):
-        raise TraceError(f"{path}: column {name} is {col.type}, format version {VERSION} has {want}")
+        raise TraceError(
+            f"{path}: column {name} is {col.type}, format version {VERSION} has {want}"
+        )
     if pa.types.is_floating(col.type) and pa.types.is_integer(want):
         finite = pc.is_finite(col)
         bad = pc.sum(pc.invert(pc.fill_null(finite, True))).as_py() or 0
