@@ -21,7 +21,6 @@ import faulthandler
 import io
 import json
 import math
-import os
 import random
 import re
 import shutil
@@ -66,20 +65,28 @@ def committed_traces() -> list[Path]:
 
 
 def _journal_bytes(table: pa.Table, meta: dict, rng: random.Random, framed: bool) -> bytes:
-    """A journal as a recorder killed mid-run leaves it (framed: the current writer)."""
-    from iommu_trace.tracefile.writer import TraceWriter
+    """A journal as a recorder killed mid-run leaves it (framed: the current format).
+
+    Built in memory with the writer's own framing and encoding (the writer's
+    fsync per batch would make the fuzzer wait on the disk).
+    """
+    from iommu_trace.tracefile import journal
+    from iommu_trace.tracefile.schema import SCHEMA
+    from iommu_trace.tracefile.writer import _encode
 
     end = ("format", "version", "columns", "end_mono_ns", "end_wall", "exit_status", "counts")
     meta = {k: v for k, v in meta.items() if k not in end + ("drops", "lost", "events_written")}
-    meta["finalized"] = False
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "j.iot")
-        w = TraceWriter(path, meta) if framed else LegacyJournalWriter(path, meta)
-        step = rng.choice([64, 500, 4096])
-        for b in table.to_batches(max_chunksize=step)[:6]:
-            w.write(b)
-        w.abandon()
-        return Path(path).read_bytes()
+    schema = SCHEMA.with_metadata(_encode({**meta, "finalized": False}))
+    batches = table.to_batches(max_chunksize=rng.choice([64, 500, 4096]))[:6]
+    if not framed:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, schema) as w:
+            for b in batches:
+                w.write_batch(b)
+        return sink.getvalue().to_pybytes()
+    parts = [journal.MAGIC, journal.frame(schema.serialize())]
+    parts += [journal.frame(b.serialize()) for b in batches]
+    return b"".join(parts)
 
 
 class LegacyJournalWriter:
@@ -203,6 +210,7 @@ META_EDITS = [
     ("probes", [1, 2]),
     ("probes", [{"name": 3, "status": "attach", "group": None}]),
     ("probes", None),
+    ("probes", [{"status": "attach", "group": "dma", "op": "map"}]),
     ("counts", "x"),
     ("counts", {"dma_map": -1}),
     ("counts", {"dma_map": "x"}),
@@ -325,6 +333,9 @@ SIDECARS = [
     "{",
     "\xff\xfe binary",
     '{"workload": null}',
+    "5",
+    "null",
+    '{"steps": "x", "workload": {"runs": [{"t_start_ns": 5, "t_end_ns": 1}]}}',
 ]
 
 

@@ -150,7 +150,9 @@ def check_meta(meta: dict, notes: list[str]) -> dict:
         good = [
             p
             for p in out["probes"]
-            if isinstance(p, dict) and all(isinstance(p.get(k, ""), str) for k in PROBE_KEYS)
+            if isinstance(p, dict)
+            and isinstance(p.get("name"), str)
+            and all(isinstance(p.get(k, ""), str) for k in PROBE_KEYS)
         ]
         if len(good) != len(out["probes"]):
             bad.append(f"{len(out['probes']) - len(good)} malformed probes entries")
