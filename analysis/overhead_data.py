@@ -93,6 +93,8 @@ def _dd_cells(runs: list[dict]) -> pd.DataFrame:
 
 
 def _from_json(data: dict, source: str) -> Results:
+    if not isinstance(data, dict):
+        raise ResultsError(f"{source}: not benchmark results (a JSON {type(data).__name__})")
     if data.get("bench") == "memcpy" and "cells" in data:
         cells = data["cells"]
         return Results("memcpy", _memcpy_cells(cells), source, dev=_first_pci(cells))

@@ -70,3 +70,20 @@ def test_workload_dd_result(tmp_path, capsys):
 def test_dd_bytes_parse():
     err = "2000+0 records in\n2000+0 records out\n131072000 bytes (131 MB, 125 MiB) copied, 1 s\n"
     assert workloads._dd_bytes(err) == 131072000
+
+
+def test_lab_outputs_go_to_the_sudo_user(tmp_path, monkeypatch):
+    """What run_lab does with its trace and sidecar under sudo: a real chown."""
+    import os
+
+    from iommu_trace.tracer.launch import give_to_invoker
+
+    if os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+    files = [tmp_path / "lab.iot", tmp_path / "lab.iot.workload.json"]
+    for f in files:
+        f.write_text("x")
+    monkeypatch.setenv("SUDO_UID", "65534")
+    monkeypatch.setenv("SUDO_GID", "65534")
+    give_to_invoker(*map(str, files), str(tmp_path / "absent"))
+    assert {(f.stat().st_uid, f.stat().st_gid) for f in files} == {(65534, 65534)}
