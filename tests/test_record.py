@@ -223,10 +223,15 @@ def test_runs_command_as_invoking_user(tmp_path):
 
 def _wait_for_events(path, timeout=20.0):
     """Until the journal holds at least one flushed batch of events."""
+    from iommu_trace.tracefile import journal
+
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if path.exists() and path.stat().st_size > 4096:
-            return
+        try:
+            if path.exists() and journal.read(path.read_bytes()).batches:
+                return
+        except journal.JournalError:  # the header is not written yet
+            pass
         time.sleep(0.2)
     raise AssertionError("no events were flushed")
 
