@@ -159,10 +159,10 @@ def check_meta(meta: dict, notes: list[str]) -> dict:
         out["probes"] = good
     for key in ("counts", "drops"):
         if isinstance(out.get(key), dict):
-            good = {k: v for k, v in out[key].items() if _nonneg_int(v)}
-            if len(good) != len(out[key]):
-                bad.append(f"{len(out[key]) - len(good)} {key} entries (not integers >= 0)")
-            out[key] = good
+            kept = {k: v for k, v in out[key].items() if _nonneg_int(v)}
+            if len(kept) != len(out[key]):
+                bad.append(f"{len(out[key]) - len(kept)} {key} entries (not integers >= 0)")
+            out[key] = kept
     start, end = out.get("start_mono_ns"), out.get("end_mono_ns")
     if start is not None and end is not None and end < start:
         bad.append("end_mono_ns (before start_mono_ns)")
@@ -270,6 +270,8 @@ def valid_runs(runs) -> list[dict]:
         if not isinstance(r, dict):
             continue
         t0, t1 = r.get("t_start_ns"), r.get("t_end_ns")
+        if not (isinstance(t0, int) and isinstance(t1, int)):
+            continue
         if not (_nonneg_int(t0) and _nonneg_int(t1) and t0 <= t1):
             continue
         nums = {
