@@ -182,7 +182,7 @@ def test_impossible_values_are_dropped_or_nulled_with_a_note(events, tmp_path):
     text = " | ".join(tr.notes)
     for words in (
         "1 events without a valid time",
-        "negative values made null: 1 dur_ns",
+        "negative or impossibly large values made null: 1 dur_ns",
         "1 values that are not finite",
         "start_mono_ns (str",
         "workload (str",

@@ -28,6 +28,9 @@ class TraceError(ValueError):
 CORE = ("ts_ns", "probe")
 # Values that can only be >= 0; a negative one is made null.
 NON_NEGATIVE = ("dur_ns", "size", "count", "cpu", "pid", "tid")
+# Above this no one DMA mapping, duration or count is real (2**48: 256 TiB, 3 days
+# in ns); such a value is made null so sums over a trace cannot overflow int64.
+IMPOSSIBLE = 1 << 48
 
 
 # ------------------------------------------------------------------ metadata
@@ -240,14 +243,15 @@ def check_table(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
         notes.append(f"{dropped} events without a valid time or probe were dropped")
     fixed = []
     for name in NON_NEGATIVE:
-        neg = pc.fill_null(pc.less(t[name], 0), False)
+        bad = pc.or_(pc.less(t[name], 0), pc.greater(t[name], IMPOSSIBLE))
+        neg = pc.fill_null(bad, False)
         n = pc.sum(neg).as_py() or 0
         if n:
             i = t.schema.get_field_index(name)
             t = t.set_column(i, name, pc.if_else(neg, pa.scalar(None, t[name].type), t[name]))
             fixed.append(f"{n} {name}")
     if fixed:
-        notes.append("negative values made null: " + ", ".join(fixed))
+        notes.append("negative or impossibly large values made null: " + ", ".join(fixed))
     return t
 
 
