@@ -20,6 +20,7 @@ def summarize(t: Trace) -> dict:
             in_file[row["probe"]] = row["ts_ns_count"]
     counts = m.get("counts") or {}
     drops = m.get("drops") or {}
+    fired = m.get("fired") or {}  # raw-tracepoint counts beside record-path probes
     start, end = m.get("start_mono_ns"), m.get("end_mono_ns")
     if end is None and ev.num_rows:
         end = pc.max(ev.column("ts_ns")).as_py()
@@ -32,8 +33,18 @@ def summarize(t: Trace) -> dict:
                 "count": counts.get(name),
                 "in_file": in_file.get(name, 0),
                 "dropped": drops.get(name, 0),
+                # events the kernel fired but withheld from the record path; None: not counted
+                "withheld": fired[name] - counts.get(name, 0) if name in fired else None,
             }
         )
+    unchecked = [
+        p["name"]
+        for p in probes
+        if p["status"] == "attach"
+        and p.get("path") == "tracefs record"
+        and p["scope"] == "device"
+        and p["withheld"] is None
+    ]
     return {
         "path": t.path,
         "format": f"{m.get('format')} v{m.get('version')}",
@@ -58,6 +69,8 @@ def summarize(t: Trace) -> dict:
         "addresses": m.get("addresses"),
         "events": ev.num_rows,
         "dropped": sum(drops.values()) + (m.get("lost") or 0),
+        "withheld": sum(p["withheld"] or 0 for p in probes),
+        "withheld_unchecked": unchecked,
         "probes": probes,
         "workload": m.get("workload") or {},
         "cost": recording_cost(m),
@@ -141,7 +154,8 @@ def to_text(s: dict) -> str:
         ),
         f"headers    {s['headers']}",
         f"buffer     {s['buffer']}, addresses {s['addresses']}",
-        f"events     {s['events']} in file, {s['dropped']} dropped",
+        f"events     {s['events']} in file, {s['dropped']} dropped"
+        + (f", {s['withheld']} WITHHELD by the kernel" if s.get("withheld") else ""),
     ]
     if s["cost"]:
         lines.append(_cost_line(s["cost"]))
@@ -149,6 +163,7 @@ def to_text(s: dict) -> str:
         lines.append("workload   " + ", ".join(f"{k}={v}" for k, v in s["workload"].items()))
     lines.append("")
     rows = [("PROBE", "GROUP", "STATUS", "COUNT", "IN FILE", "DROPPED", "TARGET / REASON")]
+    withheld = [p for p in s["probes"] if p.get("withheld")]
     for p in s["probes"]:
         if p["status"] == "disabled":
             continue
@@ -164,6 +179,17 @@ def to_text(s: dict) -> str:
             )
         )
     lines += grid(rows[0], rows[1:], right=range(3, 6)).split("\n")
+    for p in withheld:
+        lines.append(
+            f"withheld: {p['name']} fired {p['count'] + p['withheld']} times, {p['withheld']} "
+            "of them never reached the trace (tracefs record over the perf trace buffer); "
+            "record with raw tracepoints (BTF) to see them"
+        )
+    if s.get("withheld_unchecked"):
+        lines.append(
+            "note: tracefs record path with no raw-tracepoint counter (no BTF): events the "
+            f"kernel withheld are not counted for {', '.join(s['withheld_unchecked'])}"
+        )
     off = [p["name"] for p in s["probes"] if p["status"] == "disabled"]
     if off:
         lines.append(f"opt-in, not enabled: {', '.join(off)}")

@@ -60,5 +60,7 @@ def probes(catalog, verbose, fmt, command) -> None:
             detail += " in " + ", ".join(r.paths)
         rows.append((r.probe.group, r.probe.name, r.status, detail))
         if verbose:
+            if r.target:
+                rows.append(("", "", "", f"  path: {discover.path_reason(r)}"))
             rows.extend(("", "", "", f"  passed over {s}") for s in r.skipped)
     click.echo(grid(("GROUP", "PROBE", "STATUS", "TARGET / REASON"), rows))

@@ -59,6 +59,13 @@ EXAMPLES = (
     "--perf-buffer", is_flag=True, help="use the perf buffer even where the ring buffer exists"
 )
 @click.option(
+    "--no-raw-tracepoints",
+    "no_raw",
+    is_flag=True,
+    help="read tracepoints through their tracefs records, not raw tracepoints "
+    "(to compare; records over 8 KiB are withheld by the kernel, which the trace then counts)",
+)
+@click.option(
     "--workload-result",
     type=click.Path(dir_okay=False),
     metavar="FILE",
@@ -88,6 +95,7 @@ def record(
     catalog,
     buffer_pages,
     perf_buffer,
+    no_raw,
     workload_result,
     no_pmu,
     count_software,
@@ -116,6 +124,7 @@ def record(
         catalog=catalog,
         buffer_pages=buffer_pages,
         perf_buffer=perf_buffer,
+        raw_tracepoints=not no_raw,
         workload_result=workload_result,
         pmu=not no_pmu,
         count_software=tuple(count_software),

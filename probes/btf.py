@@ -285,6 +285,20 @@ class BTF:
         return header + bytes(out) + bytes(strings)
 
 
+_INT_WORDS = {"unsigned", "signed", "long", "short", "int", "char"}
+
+
+def canonical(ctype: str) -> str:
+    """One spelling per C type: BTF says 'long unsigned int' where a header says 'unsigned long'."""
+    words = ctype.replace("*", " * ").split()
+    base = [w for w in words if w != "*"]
+    if base and set(base) <= _INT_WORDS:
+        if len(base) > 1 and "int" in base:
+            base.remove("int")
+        base.sort()
+    return " ".join(base + ["*"] * words.count("*"))
+
+
 _KIND_NAMES = {STRUCT: "struct", UNION: "union", TYPEDEF: "typedef", ENUM: "enum"}
 
 

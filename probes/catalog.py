@@ -21,9 +21,16 @@ GROUPS = (
     "user",
     "process",
 )
-KINDS = ("tracepoint", "kprobe", "uprobe", "syscall")
+KINDS = ("raw_tracepoint", "tracepoint", "kprobe", "uprobe", "syscall")
+PATHS = {
+    "raw_tracepoint": "raw tracepoint",  # TP_PROTO arguments, no record: no size limit
+    "tracepoint": "tracefs record",  # the event's record, as its format file lays it out
+    "kprobe": "kprobe",
+    "uprobe": "uprobe",
+    "syscall": "syscall tracepoints",
+}
 # Columns an event can fill; the order is the slot order in the BPF event.
-NUMERIC_FIELDS = ("addr", "iova", "size", "dir", "count", "flags", "cmd", "ret")
+NUMERIC_FIELDS = ("addr", "iova", "size", "dir", "count", "flags", "cmd", "ret", "nents")
 FIELDS = ("dev", *NUMERIC_FIELDS)
 ADDRESS_KINDS = ("pfn", "pointer")
 
@@ -34,10 +41,17 @@ class CatalogError(ValueError):
 
 @dataclass(frozen=True)
 class Target:
-    kind: str  # tracepoint | kprobe | uprobe | syscall
+    kind: str  # raw_tracepoint | tracepoint | kprobe | uprobe | syscall
     name: str  # "sys:event", "func", "lib:symbol", "ioctl"
     ret: bool = False  # also attach the return probe; emit on return with duration
     fields: dict[str, str] = field(default_factory=dict)
+    # raw_tracepoint: the TP_PROTO this target was written for, as (name, C type)
+    args: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def event(self) -> str:
+        """A tracepoint's event name without its system ("dma:dma_map_sg" -> "dma_map_sg")."""
+        return self.name.partition(":")[2] or self.name
 
     @property
     def library(self) -> str | None:
@@ -46,6 +60,11 @@ class Target:
     @property
     def symbol(self) -> str:
         return self.name.split(":", 1)[1] if self.kind == "uprobe" else self.name
+
+    @property
+    def path(self) -> str:
+        """How the event reaches the program, in words (`probes -v`, the trace's metadata)."""
+        return PATHS[self.kind]
 
     def describe(self) -> str:
         suffix = "+ret" if self.ret else ""
@@ -90,7 +109,21 @@ def _target(raw: dict, probe: str) -> Target:
     unknown = set(fields) - set(FIELDS)
     if unknown:
         raise CatalogError(f"probe {probe}: unknown fields {sorted(unknown)}")
-    return Target(kind=kind, name=raw[kind], ret=bool(raw.get("ret", False)), fields=fields)
+    args: list[tuple[str, str]] = []
+    for a in raw.get("args", []):
+        name, sep, ctype = a.partition(":")
+        if not sep or not name.strip() or not ctype.strip():
+            raise CatalogError(f"probe {probe}: args entry {a!r} is not 'name: C type'")
+        args.append((name.strip(), ctype.strip()))
+    if kind == "raw_tracepoint" and not args:
+        raise CatalogError(f"probe {probe}: a raw_tracepoint target needs its args (TP_PROTO)")
+    return Target(
+        kind=kind,
+        name=raw[kind],
+        ret=bool(raw.get("ret", False)),
+        fields=fields,
+        args=tuple(args),
+    )
 
 
 def parse(text: str) -> Catalog:

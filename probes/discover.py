@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from . import btf as btf_mod
 from .catalog import Catalog, Probe, Target
 
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -49,6 +50,7 @@ class Resolution:
             "scope": self.probe.scope,
             "status": self.status,
             "target": self.target.describe() if self.target else None,
+            "path": self.target.path if self.target else None,
             "paths": self.paths,
             "reason": self.reason,
             "skipped": self.skipped,
@@ -232,10 +234,53 @@ def elf_symbols(path: str) -> frozenset[str]:
 # ----------------------------------------------------------------- resolution
 
 
+# Scatter-list members the sg field readers need (dma_length only exists with
+# CONFIG_NEED_SG_DMA_LENGTH; without it sg_dma_len() is length).
+SG_MEMBERS = ("page_link", "length", "dma_address")
+
+
+def raw_tracepoint_check(t: Target, btf: btf_mod.BTF | None) -> str | None:
+    """Why this raw-tracepoint target cannot be used here, or None."""
+    if btf is None:
+        return "the kernel has no BTF (/sys/kernel/btf/vmlinux), so the arguments are untyped"
+    proto = btf.trace_proto(t.event)
+    if proto is None:
+        return f"tracepoint {t.name} is not in this kernel's BTF"
+    want = [btf_mod.canonical(ctype) for _, ctype in t.args]
+    have = [btf_mod.canonical(ctype) for ctype in proto]
+    if want != have:
+        return f"TP_PROTO here is ({', '.join(proto)}), not the catalog's ({', '.join(want)})"
+    names = {n for n, _ in t.args}
+    for col, spec in t.fields.items():
+        for arg in spec.split(":")[1:] if ":" in spec else [spec]:
+            if not arg.isdigit() and arg not in names:
+                return f"field {col} reads {arg}, which is not an argument"
+    try:
+        if any(s.startswith("devname:") for s in t.fields.values()):
+            btf.field("device", "kobj.name")
+        if any(s.startswith(("sg_", "sgt_")) for s in t.fields.values()):
+            for m in SG_MEMBERS:
+                btf.field("scatterlist", m)
+            btf.field("sg_table", "sgl")
+    except btf_mod.BTFError as e:
+        return str(e)
+    return None
+
+
 def _check_target(
-    t: Target, root: str | None, catalog: Catalog, command: list[str] | None
+    t: Target,
+    root: str | None,
+    catalog: Catalog,
+    command: list[str] | None,
+    raw: bool = True,
 ) -> tuple[str | None, list[str], dict[str, TpField]]:
     """(why not, library paths, tracepoint fields); why-not is None when it can attach."""
+    if t.kind == "raw_tracepoint":
+        if not raw:
+            return "raw tracepoints are off (--no-raw-tracepoints)", [], {}
+        if tracepoint_fields(t.name, root) is None:
+            return f"tracepoint {t.name} is not in this kernel", [], {}
+        return raw_tracepoint_check(t, btf_mod.running()), [], {}
     if t.kind == "tracepoint":
         fields = tracepoint_fields(t.name, root)
         if fields is None:
@@ -278,8 +323,12 @@ def resolve(
     extra: list[Probe] | None = None,
     command: list[str] | None = None,
     mount: bool = True,
+    raw: bool = True,
 ) -> list[Resolution]:
-    """Choose a target for every probe. enable/disable hold probe or group names."""
+    """Choose a target for every probe. enable/disable hold probe or group names.
+
+    raw=False passes over raw tracepoints, so tracepoints take the record path.
+    """
     enable = enable or set()
     disable = disable or set()
     root = tracefs(mount=mount)
@@ -294,7 +343,7 @@ def resolve(
             continue
         skipped: list[str] = []
         for t in probe.targets:
-            why_not, paths, fields = _check_target(t, root, catalog, command)
+            why_not, paths, fields = _check_target(t, root, catalog, command, raw)
             if why_not is None:
                 out.append(Resolution(probe, "attach", "", t, paths, fields, skipped))
                 break
@@ -302,3 +351,18 @@ def resolve(
         else:
             out.append(Resolution(probe, "absent", "; ".join(skipped), skipped=skipped))
     return out
+
+
+_PATH_WHY = {
+    "raw_tracepoint": "TP_PROTO arguments typed by the kernel's BTF; no record, no size limit",
+    "tracepoint": "the event's record; the kernel withholds one over 8 KiB (counted where it can)",
+    "kprobe": "a kprobe on the kernel function (no tracepoint here)",
+    "uprobe": "a uprobe on the library function",
+    "syscall": "the syscall's enter/exit tracepoints",
+}
+
+
+def path_reason(r: Resolution) -> str:
+    """Which path a resolved probe takes, and what that means, in one line."""
+    assert r.target is not None
+    return f"{r.target.path}: {_PATH_WHY[r.target.kind]}"

@@ -36,6 +36,12 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "flags": (pa.int64(), "attrs/flags argument"),
     "cmd": (pa.int64(), "ioctl request"),
     "ret": (pa.int64(), "return value (signed)"),
+    "nents": (pa.int64(), "scatter-list entries handed to an sg call (count: the mapped ones)"),
+    "at_least": (
+        pa.bool_(),
+        "true: size/count are lower bounds (a scatter-list walk hit its bound); "
+        "null where the probe walks no list",
+    ),
     "kstack": (pa.list_(pa.string()), "kernel stack, innermost first, 'function [module]'"),
     "ustack": (pa.list_(pa.string()), "user stack, innermost first, 'function [object]'"),
 }

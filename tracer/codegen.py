@@ -1,7 +1,10 @@
 """Generate the BPF C program from the resolved catalog.
 
 Tracepoint records are read at the offsets their tracefs `format` file gives,
-as perf does, so no tracepoint needs a kernel struct definition to compile.
+as perf does; raw tracepoints get the TP_PROTO arguments themselves, and the
+kernel structs they point to are read at offsets from the running kernel's
+BTF, written into the program as constants. No probe needs a kernel struct
+definition from headers, which may belong to another kernel.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 
-from ..probes.catalog import NUMERIC_FIELDS
+from ..probes.btf import BTF, BTFError
+from ..probes.catalog import NUMERIC_FIELDS, Target
 from ..probes.discover import Resolution, TpField
 
 _INT = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
@@ -21,10 +25,11 @@ class Attachment:
     """One BPF function to attach: what the recorder hands to BCC."""
 
     index: int  # probe index (event.probe)
-    kind: str  # tracepoint | kprobe | kretprobe | uprobe | uretprobe
+    kind: str  # raw_tracepoint | tracepoint | kprobe | kretprobe | uprobe | uretprobe
     target: str  # tracepoint "sys:event", kernel function, or symbol
     fn: str  # BPF function name
     path: str | None = None  # library for uprobes
+    optional: bool = False  # a failure leaves the probe attached (loss counters)
 
 
 class CodegenError(ValueError):
@@ -82,8 +87,10 @@ def _reg_arg(spec: str) -> str:
     return f"PT_REGS_PARM{n}(ctx)"
 
 
-def _reg_dev(spec: str) -> str:
+def _reg_dev(spec: str, btf: BTF | None) -> str:
     arg = _reg_arg(spec.removeprefix("devname:"))
+    if btf is not None:
+        return f"read_dev_name(e, (const char *){arg});"
     return (
         f"{{ struct device *d = (struct device *){arg}; const char *n = 0; "
         "bpf_probe_read_kernel(&n, sizeof(n), &d->kobj.name); "
@@ -103,10 +110,83 @@ def _stacks(r: Resolution) -> list[str]:
     return lines
 
 
-def _fill(r: Resolution, entry: bool) -> list[str]:
+# C types whose value a raw tracepoint argument (a u64) holds in its low bits.
+_SIGNED32 = {"int"}
+_UNSIGNED32 = {"unsigned int", "unsigned", "gfp_t"}
+
+
+def _raw_arg(t: Target, name: str) -> str:
+    for i, (arg, ctype) in enumerate(t.args):
+        if arg == name:
+            v = f"ctx->args[{i}]"
+            if ctype in _SIGNED32:
+                return f"(u64)(s64)(s32){v}"
+            if ctype in _UNSIGNED32 or ctype.startswith("enum "):
+                return f"(u64)(u32){v}"
+            return f"(u64){v}"
+    raise CodegenError(f"{t.name}: no argument {name}")
+
+
+def _raw_fill(t: Target) -> list[str]:
+    """Statements that fill e's fields from a raw tracepoint's arguments."""
+    out = []
+    for col, spec in t.fields.items():
+        op, *args = spec.split(":") if ":" in spec else ("", spec)
+        ptr = f"(const char *){_raw_arg(t, args[0])}"
+        if col == "dev":
+            if op != "devname":
+                raise CodegenError(f"{t.name}: dev must be devname:ARG")
+            out.append(f"read_dev_name(e, {ptr});")
+            continue
+        slot = f"e->v[{NUMERIC_FIELDS.index(col)}]"
+        if op == "":
+            out.append(f"{slot} = {_raw_arg(t, args[0])};")
+        elif op in ("sg_len", "sg_dma_len"):
+            off = "SG_LENGTH_OFF" if op == "sg_len" else "SG_DMA_LENGTH_OFF"
+            out.append(f"{slot} = sg_sum(e, {ptr}, (s64){_raw_arg(t, args[1])}, {off});")
+        elif op == "sg_dma_address":
+            out.append(f"{slot} = sg_first_dma_address({ptr});")
+        elif op == "sgt_dma_address":
+            out.append(f"{slot} = sgt_first_dma_address({ptr});")
+        else:
+            raise CodegenError(f"{t.name}: unknown field reader {op}")
+    return out
+
+
+def btf_defines(btf: BTF) -> list[str]:
+    """The struct offsets the readers in program.c use, from the running kernel's BTF."""
+    out = [f"#define DEV_NAME_OFF {btf.offset('device', 'kobj.name')}"]
+    try:
+        sg = {m: btf.offset("scatterlist", m) for m in ("page_link", "length", "dma_address")}
+        try:
+            sg["dma_length"] = btf.offset("scatterlist", "dma_length")
+        except BTFError:  # no CONFIG_NEED_SG_DMA_LENGTH: sg_dma_len() is length
+            sg["dma_length"] = sg["length"]
+        out += [f"#define SG_{m.upper()}_OFF {off}" for m, off in sg.items()]
+        out += [
+            f"#define SG_SIZE {btf.struct_size('scatterlist')}",
+            f"#define SGT_SGL_OFF {btf.offset('sg_table', 'sgl')}",
+            "#define SG_CHAIN 0x1ULL",  # include/linux/scatterlist.h SG_CHAIN, SG_END
+            "#define SG_END 0x2ULL",
+            f"#define SG_WALK_MAX {SG_WALK_MAX}",
+        ]
+    except BTFError:
+        pass  # no scatterlist in BTF: the sg readers are not compiled (discovery refused them)
+    return out
+
+
+# Entries one scatter-list walk reads before it gives up ("at least"): 4,096
+# entries of 4 KiB pages are 16 MiB. The verifier follows the loop once per
+# iteration and keeps one pending state per iteration (its limit is 8,192).
+SG_WALK_MAX = 4096
+
+
+def _fill(r: Resolution, entry: bool, btf: BTF | None = None) -> list[str]:
     """Statements that fill e's fields; entry=False fills only return values."""
     t = r.target
     assert t is not None
+    if t.kind == "raw_tracepoint":
+        return _raw_fill(t) if entry else []
     out = []
     for col, spec in t.fields.items():
         is_ret = spec == "ret"
@@ -125,7 +205,7 @@ def _fill(r: Resolution, entry: bool) -> list[str]:
         elif is_ret:
             out.append(f"e->v[{NUMERIC_FIELDS.index(col)}] = (u64)PT_REGS_RC(ctx);")
         elif col == "dev":
-            out.append(_reg_dev(spec))
+            out.append(_reg_dev(spec, btf))
         else:
             out.append(f"e->v[{NUMERIC_FIELDS.index(col)}] = (u64){_reg_arg(spec)};")
     return out
@@ -136,25 +216,33 @@ def _function(name: str, ctx_type: str, body: list[str]) -> str:
     return f"int {name}({ctx_type} *ctx)\n{{\n{inner}\n    return 0;\n}}\n"
 
 
-def _probe_functions(i: int, r: Resolution) -> tuple[list[str], list[Attachment]]:
+def _probe_functions(i: int, r: Resolution, btf: BTF | None) -> tuple[list[str], list[Attachment]]:
     t = r.target
     assert t is not None
-    ctx_type = "void" if t.kind in ("tracepoint", "syscall") else "struct pt_regs"
+    ctx_type = {
+        "tracepoint": "void",
+        "syscall": "void",
+        "raw_tracepoint": "struct bpf_raw_tracepoint_args",
+    }.get(t.kind, "struct pt_regs")
     guard = [] if r.probe.scope == "device" else ["if (!followed_task()) return 0;"]
     head = [*guard, f"struct event *e = fresh({i});", "if (!e) return 0;"]
-    entry = head + _fill(r, True) + _stacks(r)
+    entry = head + _fill(r, True, btf) + _stacks(r)
     paired = t.ret or t.kind == "syscall"
     funcs: list[str] = []
     atts: list[Attachment] = []
-    pre = {"tracepoint": "tp", "syscall": "sc", "kprobe": "kp", "uprobe": "up"}[t.kind]
+    pre = {"raw_tracepoint": "rtp", "tracepoint": "tp", "syscall": "sc", "kprobe": "kp"}.get(
+        t.kind, "up"
+    )
     fn_in, fn_out = f"{pre}_in_{i}", f"{pre}_out_{i}"
     if not paired:
         funcs.append(_function(fn_in, ctx_type, [*entry, "emit(ctx, e);"]))
     else:
         funcs.append(_function(fn_in, ctx_type, [*entry, "park(e);"]))
-        leave = [f"struct event *e = unpark({i});", "if (!e) return 0;", *_fill(r, False)]
+        leave = [f"struct event *e = unpark({i});", "if (!e) return 0;", *_fill(r, False, btf)]
         funcs.append(_function(fn_out, ctx_type, [*leave, "emit(ctx, e);"]))
-    if t.kind == "tracepoint":
+    if t.kind == "raw_tracepoint":
+        atts.append(Attachment(i, "raw_tracepoint", t.event, fn_in))
+    elif t.kind == "tracepoint":
         atts.append(Attachment(i, "tracepoint", t.name, fn_in))
     elif t.kind == "syscall":
         atts.append(Attachment(i, "tracepoint", f"syscalls:sys_enter_{t.name}", fn_in))
@@ -179,8 +267,15 @@ def generate(
     ringbuf: bool,
     ringbuf_pages: int = 1024,
     stack_entries: int = 16384,
+    btf: BTF | None = None,
 ) -> tuple[str, list[Attachment]]:
-    """C text and the attachments, for the probes with status 'attach' (indexed in order)."""
+    """C text and the attachments, for the probes with status 'attach' (indexed in order).
+
+    With the kernel's BTF, struct reads use its offsets, and every system-wide
+    probe on the tracefs record path also gets a raw-tracepoint counter of the
+    same event (`fired`): the kernel runs no program for a record it could
+    not build, so fired minus counted is what it withheld.
+    """
     template = resources.files(__package__).joinpath("program.c").read_text()
     defines = [
         f"#define NFIELDS {len(NUMERIC_FIELDS)}",
@@ -197,13 +292,30 @@ def generate(
         r.target and any(s.startswith("devname:") for s in r.target.fields.values())
         for r in resolved
     )
-    includes = ["#include <linux/device.h>"] if needs_device else []
+    if btf is not None:
+        defines += btf_defines(btf)
+    includes = ["#include <linux/device.h>"] if needs_device and btf is None else []
     parts = ["\n".join(defines + includes), template]
     atts: list[Attachment] = []
     for i, r in enumerate(resolved):
         if r.status != "attach":
             continue
-        funcs, a = _probe_functions(i, r)
+        funcs, a = _probe_functions(i, r, btf)
         parts.extend(funcs)
         atts.extend(a)
+        if btf is not None and loss_counted(r, btf):
+            fn = f"rtp_fired_{i}"
+            parts.append(_function(fn, "struct bpf_raw_tracepoint_args", [f"count_fired({i});"]))
+            atts.append(Attachment(i, "raw_tracepoint", r.target.event, fn, optional=True))
     return "\n".join(parts), atts
+
+
+def loss_counted(r: Resolution, btf: BTF) -> bool:
+    """A system-wide tracefs-record probe whose event the kernel also offers as a raw tracepoint."""
+    t = r.target
+    return bool(
+        t
+        and t.kind == "tracepoint"
+        and r.probe.scope == "device"
+        and btf.trace_proto(t.event) is not None
+    )

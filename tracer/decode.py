@@ -33,6 +33,8 @@ EVENT_DTYPE = np.dtype(
         ("kstack", "<i4"),
         ("ustack", "<i4"),
         ("cpu", "<u4"),
+        ("at_least", "<u4"),
+        ("pad", "<u4"),
         ("comm", "S16"),
         ("dev", "S32"),
     ]
@@ -67,6 +69,7 @@ class EventBatcher:
         # columns besides addr/iova that hold addresses (the catalog's `addresses`)
         self._pfn = {c: np.zeros(n, bool) for c in NUMERIC_FIELDS}
         self._pointer = {c: np.zeros(n, bool) for c in NUMERIC_FIELDS}
+        self._walks = np.zeros(n, bool)  # fills size by walking a scatter list
         self.exec_probes: set[int] = set()
         for i, r in enumerate(resolved):
             if r.probe.op == "exec":
@@ -77,6 +80,10 @@ class EventBatcher:
                 continue
             self._paired[i] = r.target.ret or r.target.kind == "syscall"
             self._has_dev[i] = "dev" in r.target.fields
+            self._walks[i] = r.target.kind == "raw_tracepoint" and any(
+                s.startswith("sg_len:") or s.startswith("sg_dma_len:")
+                for s in r.target.fields.values()
+            )
             for c in r.target.fields:
                 if c != "dev":
                     self._has[c][i] = True
@@ -129,6 +136,7 @@ class EventBatcher:
                     if ptr.any():
                         v[ptr] = self._pseud.pointer("addr", v[ptr])
             cols[c] = pa.array(v.view(np.int64), mask=~present)
+        cols["at_least"] = pa.array(ev["at_least"] != 0, mask=~self._walks[probe])
         cols["kstack"] = pa.array(self._kstacks, _STACKS)
         cols["ustack"] = pa.array(self._ustacks, _STACKS)
         self._raw.clear()

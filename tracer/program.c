@@ -18,6 +18,8 @@ struct event {
     s32 kstack;
     s32 ustack;
     u32 cpu;
+    u32 at_least;  // a scatter-list walk stopped at its bound: size/count are lower bounds
+    u32 pad;
     char comm[16];
     char dev[32];
 };
@@ -34,6 +36,7 @@ BPF_PERF_OUTPUT(events);
 #endif
 BPF_PERCPU_ARRAY(counts, u64, NPROBES);  // exact, whatever the buffer drops
 BPF_PERCPU_ARRAY(drops, u64, NPROBES);
+BPF_PERCPU_ARRAY(fired, u64, NPROBES);  // raw-tracepoint count beside a record-path probe
 BPF_PERCPU_ARRAY(scratch, struct event, 1);  // events exceed the 512-byte stack
 BPF_HASH(followed, u32, u8, 65536);          // tgids of the followed processes
 BPF_HASH(inflight, struct call_key, struct event, 16384);
@@ -85,6 +88,13 @@ static __always_inline void emit(void *ctx, struct event *e)
     }
 }
 
+static __always_inline void count_fired(u32 p)
+{
+    u64 *c = fired.lookup(&p);
+    if (c)
+        *c += 1;
+}
+
 // Entry half of a call: park the event until the return half completes it.
 static __always_inline void park(struct event *e)
 {
@@ -118,3 +128,64 @@ int on_fork(void *ctx)
     followed.update(&child, &one);
     return 0;
 }
+
+#ifdef SG_SIZE
+// Sum a u32 member (length or dma_length, at len_off) over the first n entries
+// of a scatter list, as for_each_sg() walks it: a chain entry (page_link bit
+// 0) points to the next array and holds no data; an end mark (bit 1) stops.
+// The verifier keeps a state for every conditional jump it has yet to follow
+// and refuses past 8,192 of them, so the loop body is branch-free arithmetic
+// (masks, not ifs) and the only jump per entry is the loop's exit. Past
+// SG_WALK_MAX entries read (or a failed read), the sum is a lower bound and
+// e->at_least says so.
+static __always_inline u64 sg_sum(struct event *e, const char *sg, s64 n, u32 len_off)
+{
+    u64 sum = 0, done = n <= 0, failed = 0;
+    s64 seen = 0;
+    char ent[SG_SIZE];
+#pragma clang loop unroll(disable)
+    for (int k = 0; k < SG_WALK_MAX; k++) {
+        if (done)
+            break;
+        long rc = bpf_probe_read_kernel(ent, sizeof(ent), sg);
+        u64 link = *(u64 *)(ent + SG_PAGE_LINK_OFF);
+        u64 chain = link & SG_CHAIN;
+        u64 mask = 0 - chain;  // all ones on a chain entry
+        u64 next = ((link & ~(SG_CHAIN | SG_END)) & mask) | (((u64)sg + SG_SIZE) & ~mask);
+        sum += (u64)(*(u32 *)(ent + len_off)) & ~mask;
+        seen += chain ^ 1;
+        failed = (u64)rc >> 63;
+        done = ((u64)(n - seen - 1) >> 63) | ((link >> 1) & (chain ^ 1) & 1) | failed;
+        sg = (const char *)next;
+    }
+    if (!done || failed)
+        e->at_least = 1;
+    return sum;
+}
+
+static __always_inline u64 sg_first_dma_address(const char *sg)
+{
+    u64 a = UNKNOWN;
+    bpf_probe_read_kernel(&a, sizeof(a), sg + SG_DMA_ADDRESS_OFF);
+    return a;
+}
+
+static __always_inline u64 sgt_first_dma_address(const char *sgt)
+{
+    const char *sg = 0;
+    bpf_probe_read_kernel(&sg, sizeof(sg), sgt + SGT_SGL_OFF);
+    return sg ? sg_first_dma_address(sg) : UNKNOWN;
+}
+#endif
+
+#ifdef DEV_NAME_OFF
+// dev_name(): the kobject's name, at the offset the kernel's BTF gives.
+static __always_inline void read_dev_name(struct event *e, const char *dev)
+{
+    const char *n = 0;
+    if (dev)
+        bpf_probe_read_kernel(&n, sizeof(n), dev + DEV_NAME_OFF);
+    if (n)
+        bpf_probe_read_kernel_str(e->dev, sizeof(e->dev), n);
+}
+#endif

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .. import __version__
+from ..probes import btf as btf_mod
 from ..probes import catalog as catalog_mod
 from ..probes import discover
 from ..tracefile.writer import TraceWriter
@@ -56,6 +57,7 @@ class Options:
     catalog: str | None = None
     buffer_pages: int = 1024
     perf_buffer: bool = False
+    raw_tracepoints: bool = True  # False: tracepoints take the tracefs record path
     workload_meta: dict = field(default_factory=dict)
     workload_result: str | None = None  # JSON the workload writes about itself
     pmu: bool = True  # count the IOMMU PMU's events where the machine has one
@@ -109,7 +111,9 @@ def _compile(bcc, text: str):
 
 def _attach(b, att: codegen.Attachment) -> None:
     fn = att.fn.encode()
-    if att.kind == "tracepoint":
+    if att.kind == "raw_tracepoint":
+        b.attach_raw_tracepoint(tp=att.target.encode(), fn_name=fn)
+    elif att.kind == "tracepoint":
         b.attach_tracepoint(tp=att.target.encode(), fn_name=fn)
     elif att.kind == "kprobe":
         b.attach_kprobe(event=att.target.encode(), fn_name=fn)
@@ -213,6 +217,7 @@ class Recorder:
         self._callback_s = 0.0  # time in the buffer callback: copying events, resolving stacks
         self._text_redactor = TextRedactor()
         self._owner = launch.invoking_user()  # under sudo, the files are the user's
+        self._loss_counted: set[str] = set()  # record-path probes with a raw-tp counter
 
     # ------------------------------------------------------------ setup
     def _check_numbers(self) -> None:
@@ -268,7 +273,12 @@ class Recorder:
                 f"unknown probe or group: {', '.join(sorted(unknown))} (see iommu-trace probes)"
             )
         return discover.resolve(
-            cat, enable=self.o.enable, disable=self.o.disable, extra=extra, command=self.o.command
+            cat,
+            enable=self.o.enable,
+            disable=self.o.disable,
+            extra=extra,
+            command=self.o.command,
+            raw=self.o.raw_tracepoints,
         )
 
     # ------------------------------------------------------------ run
@@ -289,6 +299,7 @@ class Recorder:
                 follow_all=follow_all,
                 ringbuf=ringbuf,
                 ringbuf_pages=self.o.buffer_pages,
+                btf=btf_mod.running(),
             )
         except codegen.CodegenError as e:
             raise RecordError(f"probe catalog: {e}") from None
@@ -345,6 +356,9 @@ class Recorder:
         finally:
             counts = self._sum_table(b, "counts", resolved)
             drops = self._sum_table(b, "drops", resolved)
+            fired = self._sum_table(b, "fired", resolved)
+            fired = {k: v for k, v in fired.items() if k in self._loss_counted}
+            withheld = {k: v - counts.get(k, 0) for k, v in fired.items() if v > counts.get(k, 0)}
             meta.update(
                 end_mono_ns=time.monotonic_ns(),
                 end_wall=datetime.now(UTC).isoformat(),
@@ -353,6 +367,8 @@ class Recorder:
                 counts=counts,
                 drops=drops,
                 lost=self._lost,
+                fired=fired,
+                withheld=withheld,
             )
             if self._sampler is not None:
                 writer.write(counters.batch(self._sampler.tick(time.monotonic_ns(), force=True)))
@@ -362,6 +378,12 @@ class Recorder:
             meta["workload"] = self._workload_result(meta["workload"])
             writer.finalize(meta if self.o.keep_addresses else self._redact(meta))
             _detach(b, self.log)
+        for name, n in withheld.items():
+            self.log(
+                f"{name}: the kernel withheld {n} of {fired[name]} events from the tracefs "
+                "record path (a record too large for the perf trace buffer); raw tracepoints "
+                "count them all"
+            )
         total_drops = sum(drops.values()) + self._lost
         self.log(
             f"{writer.rows} events written to {self.o.output}"
@@ -431,7 +453,11 @@ class Recorder:
                 continue  # a sibling attachment already failed
             try:
                 _attach(b, att)
+                if att.optional:
+                    self._loss_counted.add(r.probe.name)
             except Exception as e:
+                if att.optional:
+                    continue
                 r.status = "failed"
                 first = str(e).splitlines()[0] if str(e) else type(e).__name__
                 r.reason = f"{att.kind} {att.target}: {first}"
