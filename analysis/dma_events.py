@@ -5,13 +5,15 @@ from __future__ import annotations
 from ..tracefile.reader import Trace
 from .taxonomy import CALL_GROUPS, KERNEL_GROUPS, KIND
 
-# dma_map_sg/dma_unmap_sg tracepoints carry at most this many sg entries
-# (DMA_TRACE_MAX_ENTRIES); `size` sums those, so past it it is a lower bound.
+# Traces recorded before the raw-tracepoint path (no `at_least` column): the
+# dma_map_sg/dma_unmap_sg records carried at most this many sg entries
+# (DMA_TRACE_MAX_ENTRIES); `size` summed those, so past it it is a lower bound.
 SG_TRACE_MAX_ENTRIES = 128
 
 _COLUMNS = [
     "ts_ns", "dur_ns", "pid", "tid", "comm", "probe", "group", "op", "dev",
-    "addr", "iova", "size", "count", "dir", "flags", "ret", "cmd", "kstack", "ustack",
+    "addr", "iova", "size", "count", "dir", "flags", "ret", "cmd", "nents", "at_least",
+    "kstack", "ustack",
 ]  # fmt: skip
 
 
@@ -39,8 +41,15 @@ def kind(r: dict) -> str:
 
 
 def mark_lower_bounds(events: list[dict]) -> None:
-    """Set `size_lb` on sg events whose size sums only the entries the tracepoint kept."""
+    """Set `size_lb` on sg events whose size is a lower bound.
+
+    The trace says so itself (`at_least`, set where a scatter-list walk hit its
+    bound); for older traces, an sg event longer than the record kept.
+    """
     for r in events:
+        if r.get("at_least") is not None:
+            r["size_lb"] = bool(r["at_least"])
+            continue
         r["size_lb"] = bool(
             r["probe"] in ("dma_map_sg", "dma_unmap_sg")
             and r["count"] is not None
