@@ -47,6 +47,7 @@ class Target:
     fields: dict[str, str] = field(default_factory=dict)
     # raw_tracepoint: the TP_PROTO this target was written for, as (name, C type)
     args: tuple[tuple[str, str], ...] = ()
+    driver: str | None = None  # only where this IOMMU driver is the active one: intel | amd
 
     @property
     def event(self) -> str:
@@ -115,6 +116,8 @@ def _target(raw: dict, probe: str) -> Target:
         if not sep or not name.strip() or not ctype.strip():
             raise CatalogError(f"probe {probe}: args entry {a!r} is not 'name: C type'")
         args.append((name.strip(), ctype.strip()))
+    if raw.get("driver") not in (None, "intel", "amd"):
+        raise CatalogError(f"probe {probe}: driver must be intel or amd")
     if kind == "raw_tracepoint" and not args:
         raise CatalogError(f"probe {probe}: a raw_tracepoint target needs its args (TP_PROTO)")
     return Target(
@@ -123,6 +126,7 @@ def _target(raw: dict, probe: str) -> Target:
         ret=bool(raw.get("ret", False)),
         fields=fields,
         args=tuple(args),
+        driver=raw.get("driver"),
     )
 
 

@@ -267,6 +267,28 @@ def raw_tracepoint_check(t: Target, btf: btf_mod.BTF | None) -> str | None:
     return None
 
 
+def active_iommu_driver(root: str = "/sys/class/iommu") -> tuple[str | None, list[str]]:
+    """(intel | amd | other | None, the IOMMU units) from the units the kernel registered."""
+    from ..system.iommu import vendor_of  # noqa: PLC0415 (system imports the CLI layer)
+
+    try:
+        units = sorted(os.listdir(root))
+    except OSError:
+        units = []
+    return vendor_of(units), units
+
+
+def _driver_check(t: Target) -> str | None:
+    if t.driver is None:
+        return None
+    active, units = active_iommu_driver()
+    if active == t.driver:
+        return None
+    if active is None:
+        return f"no IOMMU driver is active (/sys/class/iommu is empty), so not the {t.driver} one"
+    return f"the active IOMMU driver is {active} ({', '.join(units[:3])}), not {t.driver}"
+
+
 def _check_target(
     t: Target,
     root: str | None,
@@ -275,6 +297,9 @@ def _check_target(
     raw: bool = True,
 ) -> tuple[str | None, list[str], dict[str, TpField]]:
     """(why not, library paths, tracepoint fields); why-not is None when it can attach."""
+    why = _driver_check(t)
+    if why:
+        return why, [], {}
     if t.kind == "raw_tracepoint":
         if not raw:
             return "raw tracepoints are off (--no-raw-tracepoints)", [], {}
