@@ -60,6 +60,7 @@ def summarize(t: Trace) -> dict:
         "kernel": t.metadata.kernel.release,
         "cmdline": t.metadata.kernel.cmdline,
         "iommu_mode": t.metadata.iommu.mode,
+        "iommu_vendor": t.metadata.iommu.vendor,
         "iommu_groups": [
             {"group": g.get("group"), "type": g.get("type"), "devices": g.get("devices", [])}
             for g in t.metadata.iommu.groups
@@ -146,6 +147,7 @@ def to_text(s: dict) -> str:
         f"host       {s['hostname']}  kernel {s['kernel']}",
         f"cmdline    {_clip(s['cmdline'] or '', 160)}",
         f"iommu      {s['iommu_mode']}"
+        + (f" (driver: {s['iommu_vendor']})" if s.get("iommu_vendor") else "")
         + "".join(
             f"\n             group {g['group']}: {g['type']} ({', '.join(g['devices'][:4])}"
             + ("…" if len(g["devices"]) > 4 else "")

@@ -267,7 +267,10 @@ def raw_tracepoint_check(t: Target, btf: btf_mod.BTF | None) -> str | None:
     return None
 
 
-def active_iommu_driver(root: str = "/sys/class/iommu") -> tuple[str | None, list[str]]:
+IOMMU_CLASS = "/sys/class/iommu"
+
+
+def active_iommu_driver(root: str = IOMMU_CLASS) -> tuple[str | None, list[str]]:
     """(intel | amd | other | None, the IOMMU units) from the units the kernel registered."""
     from ..system.iommu import vendor_of  # noqa: PLC0415 (system imports the CLI layer)
 
@@ -278,10 +281,11 @@ def active_iommu_driver(root: str = "/sys/class/iommu") -> tuple[str | None, lis
     return vendor_of(units), units
 
 
-def _driver_check(t: Target) -> str | None:
+def driver_check(t: Target, root: str = IOMMU_CLASS) -> str | None:
+    """Why a driver-specific target is not for this machine, or None."""
     if t.driver is None:
         return None
-    active, units = active_iommu_driver()
+    active, units = active_iommu_driver(root)
     if active == t.driver:
         return None
     if active is None:
@@ -297,7 +301,7 @@ def _check_target(
     raw: bool = True,
 ) -> tuple[str | None, list[str], dict[str, TpField]]:
     """(why not, library paths, tracepoint fields); why-not is None when it can attach."""
-    why = _driver_check(t)
+    why = driver_check(t)
     if why:
         return why, [], {}
     if t.kind == "raw_tracepoint":
