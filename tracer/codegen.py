@@ -206,9 +206,22 @@ def _fill(r: Resolution, entry: bool, btf: BTF | None = None) -> list[str]:
             out.append(f"e->v[{NUMERIC_FIELDS.index(col)}] = (u64)PT_REGS_RC(ctx);")
         elif col == "dev":
             out.append(_reg_dev(spec, btf))
+        elif spec.startswith("sg_len:"):
+            out.append(_reg_sg_len(spec, NUMERIC_FIELDS.index(col), btf))
         else:
             out.append(f"e->v[{NUMERIC_FIELDS.index(col)}] = (u64){_reg_arg(spec)};")
     return out
+
+
+def _reg_sg_len(spec: str, slot: int, btf: BTF | None) -> str:
+    """sg_len:argS:argN on a kprobe: the list's total length, walked at entry (needs BTF)."""
+    _, sgl, n = spec.split(":")
+    if btf is None or not btf.has("scatterlist"):
+        return f"e->v[{slot}] = UNKNOWN;  // no BTF: the scatter list's layout is unknown"
+    return (
+        f"e->v[{slot}] = sg_sum(e, (const char *){_reg_arg(sgl)}, "
+        f"(s64)(int){_reg_arg(n)}, SG_LENGTH_OFF);"
+    )
 
 
 def _function(name: str, ctx_type: str, body: list[str]) -> str:

@@ -80,9 +80,8 @@ class EventBatcher:
                 continue
             self._paired[i] = r.target.ret or r.target.kind == "syscall"
             self._has_dev[i] = "dev" in r.target.fields
-            self._walks[i] = r.target.kind == "raw_tracepoint" and any(
-                s.startswith("sg_len:") or s.startswith("sg_dma_len:")
-                for s in r.target.fields.values()
+            self._walks[i] = any(
+                s.startswith(("sg_len:", "sg_dma_len:")) for s in r.target.fields.values()
             )
             for c in r.target.fields:
                 if c != "dev":
