@@ -56,6 +56,24 @@ def test_strict_flushes_once_per_unmap(tmp_path):
     unmap = next(o for o in it.ops if o.phase.startswith("run 1") and o.op == "unmap")
     assert unmap.t_iommu.n >= COUNT and unmap.components_s["iotlb-flush"] > 0
     assert 0 < it.total_s <= it.run_s
+    assert_sg_sized(t)
+
+
+def assert_sg_sized(t):
+    """6.1's kprobe path: every NVMe scatter-gather map and unmap sized exactly (list walked)."""
+    ev = t.events
+    nvme = ev[ev["probe"] == "dma_map_sg"]["dev"].mode()[0]  # the disk dd reads
+    sg = ev[ev["probe"].isin(["dma_map_sg", "dma_unmap_sg"]) & (ev["dev"] == nvme)]
+    paths = {p["name"]: p["path"] for p in t.meta["probes"]}
+    assert paths["dma_map_sg"] == paths["dma_unmap_sg"] == "kprobe"
+    assert len(sg) > 0
+    assert sg["size"].notna().all() and not sg["at_least"].any()
+    maps = sg[sg["probe"] == "dma_map_sg"]
+    unmaps = sg[sg["probe"] == "dma_unmap_sg"]
+    assert abs(len(maps) - len(unmaps)) <= 2  # requests in flight when recording began/ended
+    assert (maps["size"] % 512 == 0).all()  # whole sectors
+    single = ev[(ev["probe"] == "dma_map") & (ev["dev"] == nvme)]["size"].sum()
+    assert maps["size"].sum() + single >= COUNT * 65536  # dd's bytes, all of them mapped
 
 
 def test_lazy_batches_flushes_in_the_flush_queue(tmp_path):

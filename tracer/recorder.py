@@ -316,9 +316,10 @@ class Recorder:
         self._report_missing(resolved)
         if not attached:
             raise RecordError("no probe could be attached on this kernel (see iommu-trace probes)")
+        raw = sum(1 for r in attached if r.target.kind == "raw_tracepoint")
         self.log(
-            f"attached {len(attached)} of {len(resolved)} probes "
-            f"({len([a for a in atts if a.kind in ('uprobe', 'uretprobe')])} uprobes) via "
+            f"attached {len(attached)} of {len(resolved)} probes ({raw} raw tracepoints, "
+            f"{len([a for a in atts if a.kind in ('uprobe', 'uretprobe')])} uprobes) via "
             f"{'ring buffer' if ringbuf else 'perf buffer'}"
         )
         self._warn_per_copy(attached)
