@@ -63,60 +63,77 @@ class BTF:
         type_off, type_len, str_off, str_len = struct.unpack_from("<IIII", data, 8)
         base = hdr_len
         self._strings = data[base + str_off : base + str_off + str_len]
-        self.types: list[Type | None] = [None]  # id 0 is void
-        self._by_name: dict[tuple[int, str], int] = {}
-        self._parse(data[base + type_off : base + type_off + type_len])
+        self._sec = data[base + type_off : base + type_off + type_len]
+        # One quick pass over the type headers: where each type starts and
+        # which types carry each name; types are decoded when first used
+        # (a vmlinux has 100,000+, the probes need a few dozen).
+        self._pos: list[int] = [0]  # id 0 is void
+        self._named: dict[int, list[int]] = {}  # name offset -> type ids
+        self._cache: dict[int, Type] = {}
+        self.types = _Types(self)
+        sec, pos, n = self._sec, 0, len(self._sec)
+        unpack = struct.Struct("<II").unpack_from
+        while pos < n:
+            name_off, info = unpack(sec, pos)
+            self._pos.append(pos)
+            if name_off:
+                self._named.setdefault(name_off, []).append(len(self._pos) - 1)
+            fixed, per = _EXTRA.get((info >> 24) & 0x1F, (0, 0))
+            pos += 12 + fixed + per * (info & 0xFFFF)
 
     @classmethod
     def load(cls, path: str | Path = VMLINUX) -> BTF:
         return cls(Path(path).read_bytes())
 
+    def __len__(self) -> int:
+        return len(self._pos)
+
     def _str(self, off: int) -> str:
         end = self._strings.index(b"\0", off)
         return self._strings[off:end].decode()
 
-    def _parse(self, sec: bytes) -> None:
-        pos = 0
-        while pos < len(sec):
-            name_off, info, st = struct.unpack_from("<III", sec, pos)
-            pos += 12
-            kind, vlen, kflag = (info >> 24) & 0x1F, info & 0xFFFF, bool(info >> 31)
-            fixed, per = _EXTRA.get(kind, (0, 0))
-            body = sec[pos : pos + fixed + per * vlen]
-            pos += fixed + per * vlen
-            members: tuple[Member, ...] = ()
-            extra: tuple[int, ...] = ()
-            items = b""
-            if kind in (STRUCT, UNION):
-                ms = []
-                for i in range(vlen):
-                    m_name, m_type, m_off = struct.unpack_from("<III", body, 12 * i)
-                    bits, off = (m_off >> 24, m_off & 0xFFFFFF) if kflag else (0, m_off)
-                    ms.append(Member(self._str(m_name), m_type, off, bits))
-                members = tuple(ms)
-            elif kind == FUNC_PROTO:
-                members = tuple(
-                    Member(self._str(n), t, 0, 0)
-                    for n, t in (struct.unpack_from("<II", body, 8 * i) for i in range(vlen))
-                )
-            elif kind in (INT, VAR, DECL_TAG, ARRAY):
-                extra = struct.unpack_from(f"<{len(body) // 4}I", body)
-            else:
-                items = body
-            t = Type(kind, self._str(name_off), st, kflag, members, extra, items)
-            if t.name:
-                self._by_name.setdefault((kind, t.name), len(self.types))
-            self.types.append(t)
+    def _decode(self, tid: int) -> Type:
+        sec, pos = self._sec, self._pos[tid]
+        name_off, info, st = struct.unpack_from("<III", sec, pos)
+        pos += 12
+        kind, vlen, kflag = (info >> 24) & 0x1F, info & 0xFFFF, bool(info >> 31)
+        fixed, per = _EXTRA.get(kind, (0, 0))
+        body = sec[pos : pos + fixed + per * vlen]
+        members: tuple[Member, ...] = ()
+        extra: tuple[int, ...] = ()
+        items = b""
+        if kind in (STRUCT, UNION):
+            ms = []
+            for i in range(vlen):
+                m_name, m_type, m_off = struct.unpack_from("<III", body, 12 * i)
+                bits, off = (m_off >> 24, m_off & 0xFFFFFF) if kflag else (0, m_off)
+                ms.append(Member(self._str(m_name), m_type, off, bits))
+            members = tuple(ms)
+        elif kind == FUNC_PROTO:
+            members = tuple(
+                Member(self._str(n), t, 0, 0)
+                for n, t in (struct.unpack_from("<II", body, 8 * i) for i in range(vlen))
+            )
+        elif kind in (INT, VAR, DECL_TAG, ARRAY):
+            extra = struct.unpack_from(f"<{len(body) // 4}I", body)
+        else:
+            items = body
+        return Type(kind, self._str(name_off), st, kflag, members, extra, items)
+
+    def _ids_named(self, name: str) -> list[int]:
+        # BTF keeps each distinct string once: its offset names all its types.
+        at = self._strings.find(b"\0" + name.encode() + b"\0")
+        return self._named.get(at + 1, []) if at >= 0 else []
 
     # ------------------------------------------------------------- lookups
     def find(self, name: str, kind: int = STRUCT) -> int:
-        try:
-            return self._by_name[(kind, name)]
-        except KeyError:
-            raise BTFError(f"no {_KIND_NAMES.get(kind, kind)} {name} in BTF") from None
+        for tid in self._ids_named(name):
+            if self.types[tid].kind == kind:
+                return tid
+        raise BTFError(f"no {_KIND_NAMES.get(kind, kind)} {name} in BTF")
 
     def has(self, name: str, kind: int = STRUCT) -> bool:
-        return (kind, name) in self._by_name
+        return any(self.types[tid].kind == kind for tid in self._ids_named(name))
 
     def resolve(self, tid: int) -> int:
         """Skip typedefs and qualifiers."""
@@ -283,6 +300,24 @@ class BTF:
                     out += struct.pack("<I", s(name)) + item[4:]
         header = struct.pack("<HBBIIIII", MAGIC, 1, 0, 24, 0, len(out), len(out), len(strings))
         return header + bytes(out) + bytes(strings)
+
+
+class _Types:
+    """BTF types by id (0 is void, None), decoded on first use."""
+
+    def __init__(self, btf: BTF):
+        self._btf = btf
+
+    def __len__(self) -> int:
+        return len(self._btf)
+
+    def __getitem__(self, tid: int) -> Type | None:
+        if tid == 0:
+            return None
+        t = self._btf._cache.get(tid)
+        if t is None:
+            t = self._btf._cache[tid] = self._btf._decode(tid)
+        return t
 
 
 _INT_WORDS = {"unsigned", "signed", "long", "short", "int", "char"}

@@ -14,7 +14,8 @@ from iommu_trace.probes.btf import BTF, TYPEDEF
 
 src, dst = sys.argv[1], sys.argv[2]
 btf = BTF.load(src)
-events = [t.name for t in btf.types[1:] if t.kind == TYPEDEF and t.name.startswith("btf_trace_")]
+types = (btf.types[i] for i in range(1, len(btf)))
+events = [t.name for t in types if t.kind == TYPEDEF and t.name.startswith("btf_trace_")]
 wanted = [e for e in events if e.startswith(("btf_trace_dma_", "btf_trace_map", "btf_trace_unmap"))]
 blob = btf.subset(["device", "scatterlist", "sg_table", "page"], wanted)
 Path(dst).write_bytes(blob)
