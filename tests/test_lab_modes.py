@@ -71,7 +71,7 @@ def assert_sg_sized(t):
     maps = sg[sg["probe"] == "dma_map_sg"]
     unmaps = sg[sg["probe"] == "dma_unmap_sg"]
     assert abs(len(maps) - len(unmaps)) <= 2  # requests in flight when recording began/ended
-    assert (maps["size"] % 512 == 0).all()  # whole sectors
+    assert (maps["size"].astype("int64") % 512 == 0).all()  # whole sectors
     single = ev[(ev["probe"] == "dma_map") & (ev["dev"] == nvme)]["size"].sum()
     assert maps["size"].sum() + single >= COUNT * 65536  # dd's bytes, all of them mapped
 
