@@ -14,6 +14,7 @@ fixtures are such cut-outs of the kernels at hand.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -224,7 +225,7 @@ class BTF:
         return [self.type_name(p.type) for p in proto.members[1:]]
 
     # ------------------------------------------------------------- cut-outs
-    def subset(self, structs: list[str] = (), typedefs: list[str] = ()) -> bytes:
+    def subset(self, structs: Sequence[str] = (), typedefs: Sequence[str] = ()) -> bytes:
         """A BTF blob with these types in full; types only pointed to become FWDs."""
         full: set[int] = set()
         seen: set[tuple[int, bool]] = set()

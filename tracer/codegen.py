@@ -319,6 +319,7 @@ def generate(
         if btf is not None and loss_counted(r, btf):
             fn = f"rtp_fired_{i}"
             parts.append(_function(fn, "struct bpf_raw_tracepoint_args", [f"count_fired({i});"]))
+            assert r.target is not None  # loss_counted holds only for attached probes
             atts.append(Attachment(i, "raw_tracepoint", r.target.event, fn, optional=True))
     return "\n".join(parts), atts
 

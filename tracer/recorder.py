@@ -316,7 +316,7 @@ class Recorder:
         self._report_missing(resolved)
         if not attached:
             raise RecordError("no probe could be attached on this kernel (see iommu-trace probes)")
-        raw = sum(1 for r in attached if r.target.kind == "raw_tracepoint")
+        raw = sum(r.target is not None and r.target.kind == "raw_tracepoint" for r in attached)
         self.log(
             f"attached {len(attached)} of {len(resolved)} probes ({raw} raw tracepoints, "
             f"{len([a for a in atts if a.kind in ('uprobe', 'uretprobe')])} uprobes) via "
