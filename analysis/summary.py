@@ -34,7 +34,11 @@ def summarize(t: Trace) -> dict:
                 "in_file": in_file.get(name, 0),
                 "dropped": drops.get(name, 0),
                 # events the kernel fired but withheld from the record path; None: not counted
-                "withheld": fired[name] - counts.get(name, 0) if name in fired else None,
+                "withheld": (
+                    max(0, fired[name] - counts[name])
+                    if name in fired and isinstance(counts.get(name), int)
+                    else None
+                ),
             }
         )
     unchecked = [

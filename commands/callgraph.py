@@ -64,8 +64,8 @@ def callgraph(trace, output, fmt, from_fn, to_fn, collapse, keep, landmarks, kin
     edges count the events that went through them and the bytes they mapped.
     """
     from ..analysis import callgraph as cg
-    from ..analysis import render_graph
-    from ..analysis.render_graph import events_text
+    from ..render import callgraph as render_graph
+    from ..render.units import events_text
 
     t = load_trace(trace)
     opts = cg.Options(

@@ -27,7 +27,7 @@ def export(trace, out, no_ioctls, stacks) -> None:
     instants on the thread they fired on, naming the call they belong to;
     counters track bytes mapped and maps/unmaps/flushes over time.
     """
-    from ..analysis import perfetto
+    from ..render import perfetto
 
     t = load_trace(trace)
     doc = perfetto.export(t, ioctls=not no_ioctls, stacks=stacks)

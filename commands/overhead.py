@@ -1,7 +1,7 @@
 """`iommu-trace overhead`: measured operation cost joined with the DMA/IOMMU events of its window.
 
 The work is in analysis/: overhead_data (results + event counts), overhead_fit
-(overhead %, cost per event), overhead_report (tables), overhead_plot (the arch plot)
+(overhead %, cost per event), overhead_report (tables), render.overhead_plot (the arch plot)
 and phases (FlexGen's setup/prefill/decode split).
 """
 
@@ -110,7 +110,7 @@ def overhead(traces, results, plot, fmt, phases) -> None:
         parts += [f"{name}: {rt.to_text(it)}" for name, it in timed]
         click.echo("\n\n".join(parts))
     if plot:
-        from ..analysis.overhead_plot import arch_plot
+        from ..render.overhead_plot import arch_plot
 
         arch_plot(plot, singles, comps)
         click.echo(f"iommu-trace: plot written to {plot}", err=True)

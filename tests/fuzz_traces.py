@@ -77,6 +77,12 @@ def _journal_bytes(table: pa.Table, meta: dict, rng: random.Random, framed: bool
     end = ("format", "version", "columns", "end_mono_ns", "end_wall", "exit_status", "counts")
     meta = {k: v for k, v in meta.items() if k not in end + ("drops", "lost", "events_written")}
     schema = SCHEMA.with_metadata(_encode({**meta, "finalized": False}))
+    # committed traces may predate columns the writer has now: give them its schema
+    cols = [
+        table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in SCHEMA
+    ]
+    table = pa.Table.from_arrays(cols, schema=SCHEMA.remove_metadata())
     batches = table.to_batches(max_chunksize=rng.choice([64, 500, 4096]))[:6]
     if not framed:
         sink = pa.BufferOutputStream()

@@ -13,6 +13,7 @@ import pytest
 from fuzz_traces import LegacyJournalWriter
 
 from iommu_trace.tracefile.reader import TraceError, load
+from iommu_trace.tracefile.schema import SCHEMA
 from iommu_trace.tracefile.writer import TraceWriter
 from iommu_trace.tracer.addresses import Pseudonymizer, TextRedactor, raw_addresses_in
 
@@ -26,7 +27,14 @@ def events() -> tuple[pa.Table, dict]:
     pf = pq.ParquetFile(LAB)
     meta = json.loads(pf.schema_arrow.metadata[b"iommu_trace"])
     keep = {"command", "probes", "iommu", "kernel", "start_mono_ns"}
-    return pf.read().slice(0, 500), {k: v for k, v in meta.items() if k in keep}
+    old = pf.read().slice(0, 500)
+    # the committed trace predates some columns: give it the writer's schema
+    cols = [
+        old[f.name] if f.name in old.column_names else pa.nulls(old.num_rows, f.type)
+        for f in SCHEMA
+    ]
+    table = pa.Table.from_arrays(cols, schema=SCHEMA)
+    return table, {k: v for k, v in meta.items() if k in keep}
 
 
 def _journal(path: Path, table: pa.Table, meta: dict, rows: int = 100) -> list[int]:

@@ -24,6 +24,8 @@ class TraceError(ValueError):
     """A trace that cannot be read; the message is one line for the user."""
 
 
+# Columns the recorder added within format version 1: older traces lack them.
+ADDED_LATER = ("nents", "at_least")
 # Columns without which no analysis can place or name an event.
 CORE = ("ts_ns", "probe")
 # Values that can only be >= 0; a negative one is made null.
@@ -226,8 +228,11 @@ def check_table(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
         raise TraceError(
             f"{path}: not an iommu-trace event table (no {', '.join(absent)} column; it has {has})"
         )
-    if missing:
-        notes.append(f"columns absent from the trace (read as null): {', '.join(missing)}")
+    # Columns that later recorders added (nents, at_least) are null in older traces
+    # by design; only a column every recorder wrote is worth a note when absent.
+    noted = [n for n in missing if n not in ADDED_LATER]
+    if noted:
+        notes.append(f"columns absent from the trace (read as null): {', '.join(noted)}")
     cols = []
     for name, (want, _) in COLUMNS.items():
         if name in names:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..render.units import human_size
-from .overhead_fit import Comparison
-from .taxonomy import SHORT
+from ..analysis.overhead_fit import Comparison
+from ..analysis.taxonomy import SHORT
+from .units import human_size
 
 FORMATS = (".svg", ".png", ".pdf")
 STYLES = ["-", "--", "-.", ":"]

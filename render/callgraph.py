@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from ..render.units import events_text
-from .frames import LAYER_ORDER, LAYERS
+from ..analysis.frames import LAYER_ORDER, LAYERS
+from .units import events_text
 
 if TYPE_CHECKING:  # drawing needs graphviz; recording and reading traces must not
     import graphviz
@@ -63,7 +63,7 @@ def _node_label(a: dict) -> str:
     lines = [f"<B>{name}</B>" if a["calls"] else name]
     small = []
     if not a["kernel"]:
-        from .frames import short_object
+        from ..analysis.frames import short_object
 
         small.append(short_object(a["obj"], False))
     if a["calls"]:

@@ -17,8 +17,8 @@ import json
 import shlex
 from collections import Counter
 
+from ..analysis import attribution, dma_events, frames
 from ..tracefile.reader import Trace
-from . import attribution, dma_events, frames
 
 # pid_max is at most 2^22 on Linux: this pid can never be a real process.
 COUNTER_PID = (1 << 22) + 1
