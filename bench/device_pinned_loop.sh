@@ -5,18 +5,10 @@
 # From the repo root; BCC's .debs in $BCC (default .bcc; "none": BCC is installed);
 # results go to $OUT.
 exec > >(tee -a "$OUT/log.txt") 2>&1
-export PYTHONUNBUFFERED=1
 BCC=${BCC:-.bcc}
 [ "$BCC" = none ] || source "$BCC/unpack-bcc.sh" "$BCC"
-mkdir -p /tmp/pkg && ln -sfn "$PWD" /tmp/pkg/iommu_trace
-export PYTHONPATH=/tmp/pkg:${PYTHONPATH:-}
-mkdir -p /tmp/bin && printf '%s\n' '#!/bin/sh' \
-    "exec python3 -W ignore::SyntaxWarning -c 'from iommu_trace.cli import main; main()' \"\$@\"" \
-    > /tmp/bin/iommu-trace && chmod +x /tmp/bin/iommu-trace
-export PATH=/tmp/bin:$PATH
-IT=iommu-trace
+source bench/device_cli.sh
 W="python3 examples/pinned_loop.py --rounds 200 --mib 4"
-step() { echo; echo "=== $* ($(date +%T))"; }
 step env
 uname -r
 nvidia-smi --query-gpu=name,driver_version,pci.bus_id --format=csv,noheader

@@ -2,20 +2,10 @@
 # The GPU-machine run behind traces/bench/ and traces/flexgen/ (docs/overhead.md).
 # From the repo root, with BCC's .debs in .bcc/ and flexgen's wheel in .whl/; results go to $OUT.
 exec > >(tee -a "$OUT/log.txt") 2>&1
-export PYTHONUNBUFFERED=1
 source .bcc/unpack-bcc.sh .bcc
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
     || echo FAILED pip
-mkdir -p /tmp/pkg && ln -sfn "$PWD" /tmp/pkg/iommu_trace
-export PYTHONPATH=/tmp/pkg:/tmp/site:${PYTHONPATH:-}
-# an `iommu-trace` on PATH; not `python -m iommu_trace.cli`: as __main__, cli.py would be
-# imported a second time by the modules that import it back
-mkdir -p /tmp/bin && printf '%s\n' '#!/bin/sh' \
-    "exec python3 -W ignore::SyntaxWarning -c 'from iommu_trace.cli import main; main()' \"\$@\"" \
-    > /tmp/bin/iommu-trace && chmod +x /tmp/bin/iommu-trace
-export PATH=/tmp/bin:$PATH
-IT=iommu-trace
-step() { echo; echo "=== $* ($(date +%T))"; }
+source bench/device_cli.sh
 step env
 nvidia-smi --query-gpu=name,driver_version,pci.bus_id --format=csv,noheader
 python3 -c 'import cupy, pyarrow, pandas, click, flexgen; print("cupy", cupy.__version__)'

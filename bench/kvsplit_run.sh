@@ -2,15 +2,7 @@
 # The GPU-machine run behind traces/kvsplit/ (docs/kvsplit.md): profile, sweep, one recording.
 # From the repo root (BCC's .debs in .bcc/ for the recording); results go to $OUT.
 exec > >(tee -a "$OUT/log.txt") 2>&1
-export PYTHONUNBUFFERED=1
-mkdir -p /tmp/pkg && ln -sfn "$PWD" /tmp/pkg/iommu_trace
-export PYTHONPATH=/tmp/pkg:${PYTHONPATH:-}
-mkdir -p /tmp/bin && printf '%s\n' '#!/bin/sh' \
-    "exec python3 -W ignore::SyntaxWarning -c 'from iommu_trace.cli import main; main()' \"\$@\"" \
-    > /tmp/bin/iommu-trace && chmod +x /tmp/bin/iommu-trace
-export PATH=/tmp/bin:$PATH
-IT=iommu-trace
-step() { echo; echo "=== $* ($(date +%T))"; }
+source bench/device_cli.sh
 step env
 nvidia-smi --query-gpu=name,driver_version,pci.bus_id,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader
 python3 -c 'import torch, scipy; print("torch", torch.__version__, "scipy", scipy.__version__)'
