@@ -42,12 +42,23 @@ def run_lab(tmp_path, mode):
     return t, report, run, in_trace["type"]
 
 
+def other_flushes(t, c) -> str:
+    """Whole-domain flushes that are neither a strict sync nor a flush-queue drain, with
+    their kernel stacks: what to look at when the bound below fails."""
+    ev = t.events
+    fa = ev[ev["probe"] == "iotlb_flush_all"]
+    return f"{c}; iotlb_flush_all stacks: {[list(k or [])[:6] for k in fa['kstack'].head(4)]}"
+
+
 def test_strict_flushes_once_per_unmap(tmp_path):
     t, r, run, group_type = run_lab(tmp_path, "strict")
     assert group_type == "DMA" and t.meta["iommu"]["mode"] == "strict"
     c = r["counts"]
     assert c["iommu_unmap"] >= COUNT
-    assert c["flush_strict"] == c["flush"] == c["iommu_unmap"]  # one sync per unmap, all of them
+    assert c["flush_strict"] == c["iommu_unmap"], other_flushes(t, c)  # one sync per unmap
+    # Whole-domain flushes outside unmaps happen now and then (1-2 per run under load on
+    # CI); the issue's bound: flushes per unmap 1.00 +- 0.02.
+    assert c["flush_strict"] <= c["flush"] <= 1.02 * c["iommu_unmap"], other_flushes(t, c)
     assert c["flush_queue"] == 0
     assert run["counts"]["flush"] == E.unmaps(run["counts"]) >= COUNT
     assert r["dropped"] == 0
@@ -81,7 +92,9 @@ def test_lazy_batches_flushes_in_the_flush_queue(tmp_path):
     assert group_type == "DMA-FQ" and t.meta["iommu"]["mode"] == "lazy"
     c = r["counts"]
     assert c["flush_strict"] == 0  # no per-unmap sync in lazy mode
-    assert c["flush"] == c["flush_queue"] > 0  # every flush is a flush-queue drain
+    # Every flush is a flush-queue drain, but for a whole-domain flush now and then
+    # outside the queue (1 in 24 once on CI).
+    assert 0 < c["flush_queue"] <= c["flush"] <= c["flush_queue"] + 2, other_flushes(t, c)
     unmaps = E.unmaps(run["counts"])
     assert unmaps >= COUNT
     assert run["counts"]["flush"] * 3 < unmaps  # far fewer flushes than unmaps under load
