@@ -8,12 +8,20 @@ import click
 
 from . import __version__
 from .commands import COMMANDS
-from .errors import UserError
+from .errors import TraceError, UserError
 
 __all__ = ["UserError", "cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except TraceError as e:  # a damaged column met after load (read lazily): one line
+            raise UserError(str(e)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="iommu-trace")
 def cli() -> None:
     """Trace and explain what IOMMU protection costs a (GPU) workload.

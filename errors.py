@@ -1,4 +1,4 @@
-"""The one error a user sees: a failure they can fix, printed as one line (exit status 2)."""
+"""The errors a user sees: a failure they can fix, printed as one line (exit status 2)."""
 
 from __future__ import annotations
 
@@ -14,3 +14,12 @@ class UserError(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:  # one clear line, never a traceback
         click.echo(f"iommu-trace: {self.format_message()}", err=True, file=file)
+
+
+class TraceError(ValueError):
+    """A trace that cannot be read; the message is one line for the user.
+
+    The reader raises it on load, and also later, when a lazily read column of
+    a damaged file fails to decode: the command line turns it into a UserError
+    wherever it is raised.
+    """

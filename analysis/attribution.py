@@ -16,8 +16,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..tracefile.reader import Trace
-from . import dma_events, frames
+from . import columns, dma_events, frames
 
 
 @dataclass
@@ -76,22 +78,68 @@ class Call:
 @dataclass
 class Attribution:
     calls: list[Call]  # every call, in time order
-    events: list[dict]  # every kernel DMA/IOMMU event
-    unexplained: list[dict]
+    events: list[dict]  # kernel DMA/IOMMU events on threads that made a probed call
+    unexplained: list[dict]  # of those, the ones no call brackets
     owner: dict[int, Call]  # id(event) -> innermost call
+    # Kernel events on threads that made no probed call (unexplained by
+    # construction), as groups of alike events (dma_events.groups, by comm).
+    bulk: list[dict] = field(default_factory=list)
 
     @property
     def top(self) -> list[Call]:
         return [c for c in self.calls if c.parent is None]
 
+    @property
+    def n_events(self) -> int:
+        return len(self.events) + sum(g["n"] for g in self.bulk)
+
+    @property
+    def n_unexplained(self) -> int:
+        return len(self.unexplained) + sum(g["n"] for g in self.bulk)
+
 
 def attribute(trace: Trace) -> Attribution:
-    return attribute_rows(dma_events.rows(trace))
+    """Per-event work only on threads that made probed calls; the rest in bulk (numpy)."""
+    head = columns.read(trace, ["group", "op", "probe", "tid", "dur_ns"], order_by_time=False)
+    kern = dma_events.kernel_mask(head)
+    call = head.isin("group", dma_events.CALL_GROUPS) & head.valid["dur_ns"]
+    on_call_tid = np.isin(head.nums["tid"], np.unique(head.nums["tid"][call]))
+    ioctl = head.isin("probe", ["ioctl"]) & head.isin("group", ["syscall"])
+    detail = call | (on_call_tid & (ioctl | kern))
+    del call, ioctl
+    ev = dma_events.read_kernel_events(trace, more=("tid", "comm"), head=head)
+    del head
+    size, valid, lb, inferred = dma_events.prepared_sizes(ev)  # across all threads
+    detail_k = on_call_tid[ev.index]
+    bulk = dma_events.groups(ev, ~detail_k, trace.stacks, by_comm=True,
+                             size=size, valid=valid, lb=lb)  # fmt: skip
+    rows = dma_events.event_dicts(trace, detail)
+    # The detail rows' sizes as prepared over the whole trace, by event position.
+    pos = np.flatnonzero(detail)
+    js = np.flatnonzero(detail_k)
+    kp = ev.index[js]
+    order = np.argsort(kp, kind="stable")
+    kp, js = kp[order], js[order]
+    match = np.full(len(pos), -1)
+    if len(kp):
+        hit = np.minimum(np.searchsorted(kp, pos), len(kp) - 1)
+        match = np.where(kp[hit] == pos, js[hit], -1)
+    for j, r in zip(match.tolist(), rows, strict=True):
+        if j >= 0:
+            r["size"] = int(size[j]) if valid[j] else None
+            r["size_lb"] = bool(lb[j])
+            if inferred[j]:
+                r["size_inferred"] = True
+    rows.sort(key=lambda r: r["ts_ns"])
+    a = attribute_rows(rows, prepared=True)
+    a.bulk = bulk
+    return a
 
 
-def attribute_rows(rows: list[dict]) -> Attribution:
+def attribute_rows(rows: list[dict], prepared: bool = False) -> Attribution:
     kev = [r for r in rows if dma_events.is_kernel_event(r)]
-    dma_events.prepare(kev)
+    if not prepared:
+        dma_events.prepare(kev)
     calls = [Call(r) for r in rows if dma_events.is_call(r)]
     ioctls = [r for r in rows if r["probe"] == "ioctl" and r["group"] == "syscall"]
     per_tid: dict[int, list] = defaultdict(list)
@@ -181,17 +229,18 @@ def origin(ev: dict) -> str:
 def unexplained_summary(a: Attribution) -> list[dict]:
     """Unexplained events grouped by thread name and origin, largest first."""
     groups: dict[tuple[str, str], dict] = {}
-    for e in a.unexplained:
+    for e in [*a.unexplained, *a.bulk]:  # an event, or `n` alike ones
         key = (e["comm"] or "?", origin(e))
         new: dict[str, Any] = {"comm": key[0], "origin": key[1], "events": Counter(),
                                "bytes": Counter(), "probes": Counter(), "lb": set()}  # fmt: skip
         g = groups.setdefault(key, new)
         k = dma_events.kind(e)
-        g["events"][k] += 1
+        n = e.get("n", 1)
+        g["events"][k] += n
         g["bytes"][k] += e["size"] or 0
         if e.get("size_lb"):
             g["lb"].add(k)
-        g["probes"][e["probe"]] += 1
+        g["probes"][e["probe"]] += n
     return sorted(groups.values(), key=lambda g: -sum(g["events"].values()))
 
 

@@ -248,43 +248,44 @@ def _run_node(run: list[Frame], prev: Node | None, nxt: Node | None) -> Node:
 def build(trace: Trace, opts: Options | None = None) -> nx.DiGraph:
     """The graph of a trace's DMA/IOMMU events; `g.graph` holds stats and totals."""
     opts = opts or Options()
-    evs = dma_events.kernel_events(trace)
+    evs = dma_events.kernel_groups(trace)
     return build_from_events(evs, opts, calls=call_counts(trace))
 
 
 def call_counts(trace: Trace) -> Counter:
-    return Counter(r["probe"] for r in dma_events.rows(trace) if dma_events.is_call(r))
+    return dma_events.call_counts(trace)
 
 
 def build_from_events(evs: list[dict], opts: Options, calls: Counter | None = None) -> nx.DiGraph:
     st = Stats()
     paths: dict[tuple[Node, ...], dict] = {}
-    for ev in evs:
+    for ev in evs:  # an event, or a group of `n` alike (dma_events.groups)
         k = dma_events.kind(ev)
         if opts.kinds and k not in opts.kinds:
             continue
         if opts.probes and ev["probe"] not in opts.probes:
             continue
-        st.events += 1
-        st.probes[ev["probe"]] += 1
+        n = ev.get("n", 1)
+        st.events += n
+        st.probes[ev["probe"]] += n
         fr = event_frames(ev, opts.app_frames)
         if not fr:
-            st.no_stack += 1
+            st.no_stack += n
             continue
-        st.with_stack += 1
+        st.with_stack += n
         seg = cut(fr, opts.from_fn, opts.to_fn)
         if not seg:
             continue
-        st.on_paths += 1
+        st.on_paths += n
         key = tuple(to_nodes(seg, opts))
         agg = paths.setdefault(
             key, {"events": Counter(), "bytes": Counter(), "probes": Counter(), "lb": set()}
         )
-        agg["events"][k] += 1
+        agg["events"][k] += n
         agg["bytes"][k] += ev["size"] or 0
         if ev.get("size_lb"):
             agg["lb"].add(k)
-        agg["probes"][ev["probe"]] += 1
+        agg["probes"][ev["probe"]] += n
     g = nx.DiGraph()
     tot_ev, tot_by, tot_lb = Counter[str](), Counter[str](), set[str]()
     for agg in paths.values():

@@ -45,7 +45,12 @@ def category_mask(trace: Trace, ev: pd.DataFrame, name: str) -> pd.Series:
 
 def counts(trace: Trace, ev: pd.DataFrame | None = None) -> dict[str, int | None]:
     """Events per category; None where no probe of the category attached."""
-    ev = trace.events if ev is None else ev
+    if ev is None:  # the probe column is enough: one dictionary-coded column
+        n = trace.value_counts("probe")
+        return {
+            name: sum(n.get(p, 0) for p in probes) if probes else None
+            for name, probes in probes_by_category(trace.meta).items()
+        }
     return {
         name: int(ev["probe"].isin(probes).sum()) if probes else None
         for name, probes in probes_by_category(trace.meta).items()
@@ -72,7 +77,9 @@ def workload_runs(trace: Trace) -> list[dict]:
 
 def span_ns(trace: Trace) -> tuple[int, int]:
     m = trace.meta
-    lo, hi = pc.min_max(trace.table.column("ts_ns")).values()  # no Python list per event
-    start = m.get("start_mono_ns") or (lo.as_py() or 0)
-    end = m.get("end_mono_ns") or (hi.as_py() or start)
+    start, end = m.get("start_mono_ns"), m.get("end_mono_ns")
+    if start is None or end is None:  # no Python list per event
+        lo, hi = pc.min_max(trace.read(["ts_ns"]).column("ts_ns")).values()
+        start = start or (lo.as_py() or 0)
+        end = end or (hi.as_py() or start)
     return int(start), int(end)

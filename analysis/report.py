@@ -10,13 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 
-import pandas as pd
+import numpy as np
 
 from ..render.table import grid
 from ..tracefile.reader import Trace
+from . import columns
 from . import events as E
+from .columns import Columns
 from .taxonomy import BY_NAME
 
 MAP_CATEGORIES = ("dma_map", "iommu_map")
@@ -41,32 +42,59 @@ def _phases(trace: Trace) -> list[tuple[str, int, int]]:
     return out
 
 
-def _size_histogram(ev: pd.DataFrame, trace: Trace) -> list[dict]:
+def _size_histogram(ev: Columns, trace: Trace) -> list[dict]:
     rows = []
+    size, valid = ev.nums["size"], ev.valid["size"]
     for name in MAP_CATEGORIES:
-        sizes = ev.loc[E.category_mask(trace, ev, name), "size"].dropna()
-        sizes = sizes[sizes > 0].astype("int64")
-        if sizes.empty:
+        sel = ev.isin("probe", E.probes_by_category(trace.meta)[name]) & valid & (size > 0)
+        if not sel.any():
             continue
-        buckets = sizes.map(lambda s: 1 << max(0, math.ceil(math.log2(s))))
-        for b, n in buckets.value_counts().sort_index().items():
-            rows.append({"layer": name, "size_le": int(b), "count": int(n)})
+        exp = np.maximum(0, np.ceil(np.log2(size[sel].astype(np.float64)))).astype(np.int64)
+        for e, n in zip(*np.unique(exp, return_counts=True), strict=True):
+            rows.append({"layer": name, "size_le": 1 << int(e), "count": int(n)})
     return rows
 
 
-def _timeline(ev: pd.DataFrame, trace: Trace, start: int, end: int, bins: int) -> list[dict]:
+def _timeline(ev: Columns, trace: Trace, start: int, end: int, bins: int) -> list[dict]:
     width = max(1, (end - start) // bins)
-    rows = []
     cats = ("dma_map", "iommu_map", "iommu_unmap", "dma_unmap", "flush")
-    masks = {c: E.category_mask(trace, ev, c) for c in cats}
-    slot = ((ev["ts_ns"] - start) // width).clip(0, bins - 1)
-    for i in range(bins):
-        row = {"t0_s": i * width / 1e9, "t1_s": (i + 1) * width / 1e9}
-        in_bin = slot == i
-        for c in cats:
-            row[c] = int((masks[c] & in_bin).sum())
-        rows.append(row)
-    return rows
+    slot = np.clip((ev.nums["ts_ns"] - start) // width, 0, bins - 1)
+    per = {
+        c: np.bincount(slot[ev.isin("probe", E.probes_by_category(trace.meta)[c])],
+                       minlength=bins)
+        for c in cats
+    }  # fmt: skip
+    return [
+        {"t0_s": i * width / 1e9, "t1_s": (i + 1) * width / 1e9,
+         **{c: int(per[c][i]) for c in cats}}
+        for i in range(bins)
+    ]  # fmt: skip
+
+
+def _counts(trace: Trace, probe_counts: np.ndarray, values: list[str]) -> dict[str, int | None]:
+    """E.counts from per-probe-code counts."""
+    n = dict(zip(values, probe_counts.tolist(), strict=False))
+    return {
+        name: sum(n.get(p, 0) for p in probes) if probes else None
+        for name, probes in E.probes_by_category(trace.meta).items()
+    }
+
+
+def _devices(ev: Columns) -> list[dict]:
+    dma = ev.isin("group", ["dma"]) & (ev.codes["dev"] >= 0)
+    if not dma.any():
+        return []
+    maps, unmaps = ev.isin("op", ["map"]), ev.isin("op", ["unmap"])
+    dev = ev.codes["dev"]
+    k = len(ev.values["dev"])
+    n_map = np.bincount(dev[dma & maps], minlength=k)
+    n_unmap = np.bincount(dev[dma & unmaps], minlength=k)
+    sel = dma & maps
+    by = np.bincount(dev[sel], weights=ev.nums["size"][sel], minlength=k)
+    seen = np.unique(dev[dma])
+    names = sorted(seen.tolist(), key=lambda i: ev.values["dev"][i])
+    return [{"dev": ev.values["dev"][i], "maps": int(n_map[i]), "unmaps": int(n_unmap[i]),
+             "bytes_mapped": int(by[i])} for i in names]  # fmt: skip
 
 
 def _workload(trace: Trace) -> dict | None:
@@ -92,16 +120,24 @@ def _workload(trace: Trace) -> dict | None:
     }
 
 
+# The columns report reads; the others stay on disk.
+COLUMNS = ["ts_ns", "probe", "group", "op", "dev", "size"]
+
+
 def build(trace: Trace, bins: int = 10) -> dict:
-    ev = trace.events
+    ev = columns.read(trace, COLUMNS)
     start, end = E.span_ns(trace)
     secs = (end - start) / 1e9
-    c = E.counts(trace)
+    k = len(ev.values["probe"])
+    probe = ev.codes["probe"]
+    c = _counts(trace, np.bincount(probe[probe >= 0], minlength=k), ev.values["probe"])
     unmaps = E.unmaps(c)
     phases = []
+    ts = ev.nums["ts_ns"]
     for label, t0, t1 in _phases(trace):
-        sub = ev[(ev["ts_ns"] >= t0) & (ev["ts_ns"] < t1)]
-        pc = E.counts(trace, sub)
+        lo, hi = np.searchsorted(ts, [t0, t1], side="left")  # ts sorted: a phase is a slice
+        sub = probe[lo:hi]
+        pc = _counts(trace, np.bincount(sub[sub >= 0], minlength=k), ev.values["probe"])
         dur = (t1 - t0) / 1e9
         pu = E.unmaps(pc)
         phases.append(
@@ -114,18 +150,6 @@ def build(trace: Trace, bins: int = 10) -> dict:
                 "flushes_per_unmap": pc["flush"] / pu if pc["flush"] is not None and pu else None,
             }
         )
-    devices = []
-    dma = ev[ev["group"] == "dma"]
-    if not dma.empty and dma["dev"].notna().any():
-        for dev, g in dma.groupby("dev", dropna=True):
-            devices.append(
-                {
-                    "dev": dev,
-                    "maps": int((g["op"] == "map").sum()),
-                    "unmaps": int((g["op"] == "unmap").sum()),
-                    "bytes_mapped": int(g.loc[g["op"] == "map", "size"].fillna(0).sum()),
-                }
-            )
     return {
         "trace": trace.path,
         "mode": trace.metadata.iommu.mode,
@@ -137,9 +161,9 @@ def build(trace: Trace, bins: int = 10) -> dict:
         "flushes_per_unmap": c["flush"] / unmaps if c["flush"] is not None and unmaps else None,
         "flush_probes": list(E.flush_probes(trace)),
         "dropped": sum((trace.meta.get("drops") or {}).values()) + (trace.meta.get("lost") or 0),
-        "devices": devices,
+        "devices": _devices(ev),
         "size_histogram": _size_histogram(ev, trace),
-        "timeline": _timeline(ev, trace, start, end, bins) if len(ev) else [],
+        "timeline": _timeline(ev, trace, start, end, bins) if ev.n else [],
         "phases": phases,
         "workload": _workload(trace),
     }

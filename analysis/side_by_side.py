@@ -27,13 +27,13 @@ ROWS = (
 
 def _latency_us(trace: Trace, op: str) -> float | None:
     """Median duration of DMA API map or unmap calls, where the probe timed them."""
-    ev = trace.events
+    ev = trace.frame(["group", "op", "dur_ns"])
     d = ev.loc[(ev["group"] == "dma") & (ev["op"] == op), "dur_ns"].dropna()
     return float(d.median()) / 1e3 if len(d) else None
 
 
 def _per_run(trace: Trace) -> list[dict]:
-    ev = trace.events
+    ev = trace.frame(["ts_ns", "probe"])
     out = []
     for r in E.workload_runs(trace):
         sub = ev[(ev["ts_ns"] >= r["t_start_ns"]) & (ev["ts_ns"] < r["t_end_ns"])]

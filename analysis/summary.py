@@ -13,17 +13,15 @@ from ..tracefile.reader import Trace
 
 def summarize(t: Trace) -> dict:
     m = t.meta
-    ev = t.table
     in_file: dict[str, int] = {}
-    if ev.num_rows:
-        for row in ev.group_by("probe").aggregate([("ts_ns", "count")]).to_pylist():
-            in_file[row["probe"]] = row["ts_ns_count"]
+    if t.num_events:  # one dictionary-coded column, counted per dictionary entry
+        in_file = t.value_counts("probe")
     counts = m.get("counts") or {}
     drops = m.get("drops") or {}
     fired = m.get("fired") or {}  # raw-tracepoint counts beside record-path probes
     start, end = m.get("start_mono_ns"), m.get("end_mono_ns")
-    if end is None and ev.num_rows:
-        end = pc.max(ev.column("ts_ns")).as_py()
+    if end is None and t.num_events:
+        end = pc.max(t.read(["ts_ns"]).column("ts_ns")).as_py()
     probes = []
     for p in m.get("probes", []):
         name = p["name"]
@@ -72,7 +70,7 @@ def summarize(t: Trace) -> dict:
         "headers": (m.get("headers") or {}).get("note"),
         "buffer": m.get("buffer"),
         "addresses": m.get("addresses"),
-        "events": ev.num_rows,
+        "events": t.num_events,
         "dropped": sum(drops.values()) + (m.get("lost") or 0),
         "withheld": sum(p["withheld"] or 0 for p in probes),
         "withheld_unchecked": unchecked,

@@ -23,9 +23,10 @@ from .probes import probes
 from .record import record
 from .report import report
 from .topo import topo
+from .upgrade import upgrade
 from .whatif import whatif
 
 COMMANDS: list[click.Command] = [
-    record, info, probes, report, compare, callgraph, calls, export,
+    record, info, upgrade, probes, report, compare, callgraph, calls, export,
     overhead, whatif, doctor, topo, bench, lab, kvsplit,
 ]  # fmt: skip

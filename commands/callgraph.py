@@ -73,7 +73,7 @@ def callgraph(trace, output, fmt, from_fn, to_fn, collapse, keep, landmarks, kin
         app_frames=app_frames,
         kinds=kinds, probes=probes,
     )  # fmt: skip
-    evs = cg.dma_events.kernel_events(t)
+    evs = cg.dma_events.kernel_groups(t)
     g = cg.build_from_events(evs, opts, calls=cg.call_counts(t))
     try:
         cg.check(g, trace, evs, opts)

@@ -90,8 +90,8 @@ def calls(trace, mapping_only, flat, names, fmt) -> None:
             "trace": trace,
             "calls": rows,
             "by_call": [_jsonable(s) for s in summary],
-            "kernel_events": len(a.events),
-            "explained": len(a.events) - len(a.unexplained),
+            "kernel_events": a.n_events,
+            "explained": a.n_events - a.n_unexplained,
             "unexplained": [_jsonable(u) for u in unexplained],
         }
         click.echo(json.dumps(doc, indent=1))
@@ -99,7 +99,7 @@ def calls(trace, mapping_only, flat, names, fmt) -> None:
     if not a.calls:
         click.echo(
             f"{trace}: no CUDA call was recorded (no cuda-runtime/cuda-driver probe fired); "
-            f"all {len(a.events)} DMA/IOMMU events are unexplained"
+            f"all {a.n_events} DMA/IOMMU events are unexplained"
         )
     else:
         _print_calls(rows)
@@ -147,10 +147,10 @@ def _print_summary(summary: list[dict]) -> None:
 
 
 def _print_unexplained(a: attribution.Attribution, groups: list[dict]) -> None:
-    n = len(a.events)
+    n = a.n_events
     click.echo(
-        f"DMA/IOMMU events: {n}; caused by a recorded CUDA call: {n - len(a.unexplained)}; "
-        f"no call explains: {len(a.unexplained)}"
+        f"DMA/IOMMU events: {n}; caused by a recorded CUDA call: {n - a.n_unexplained}; "
+        f"no call explains: {a.n_unexplained}"
     )
     rows = [(", ".join(events_text(g["events"], g["bytes"], g["lb"])), g["comm"], g["origin"])
             for g in groups]  # fmt: skip

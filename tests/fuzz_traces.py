@@ -64,46 +64,51 @@ def committed_traces() -> list[Path]:
     return sorted(TRACES.rglob("*.iot"))
 
 
-def _journal_bytes(table: pa.Table, meta: dict, rng: random.Random, framed: bool) -> bytes:
-    """A journal as a recorder killed mid-run leaves it (framed: the current format).
+def _v1_meta(meta: dict) -> dict[bytes, bytes]:
+    """Metadata as a version-1 writer encoded it."""
+    return {b"iommu_trace": json.dumps({**meta, "format": "iommu-trace", "version": 1}).encode()}
+
+
+def _journal_bytes(base: Base, rng: random.Random, framed: bool) -> bytes:
+    """A journal as a recorder killed mid-run leaves it: framed, the current format (v2
+    journal); unframed, an earlier one (a plain Arrow IPC stream of v1 events).
 
     Built in memory with the writer's own framing and encoding (the writer's
     fsync per batch would make the fuzzer wait on the disk).
     """
     from iommu_trace.tracefile import journal
-    from iommu_trace.tracefile.schema import SCHEMA
-    from iommu_trace.tracefile.writer import _encode
+    from iommu_trace.tracefile.schema import JOURNAL_SCHEMA
+    from iommu_trace.tracefile.writer import encode_meta
 
-    end = ("format", "version", "columns", "end_mono_ns", "end_wall", "exit_status", "counts")
-    meta = {k: v for k, v in meta.items() if k not in end + ("drops", "lost", "events_written")}
-    schema = SCHEMA.with_metadata(_encode({**meta, "finalized": False}))
-    # committed traces may predate columns the writer has now: give them its schema
-    cols = [
-        table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-        for f in SCHEMA
-    ]
-    table = pa.Table.from_arrays(cols, schema=SCHEMA.remove_metadata())
-    batches = table.to_batches(max_chunksize=rng.choice([64, 500, 4096]))[:6]
+    end = ("format", "version", "columns", "end_mono_ns", "end_wall", "exit_status", "counts",
+           "drops", "lost", "events_written")  # fmt: skip
+    meta = {k: v for k, v in base.meta.items() if k not in end}
+    meta["finalized"] = False
+    size = rng.choice([64, 500, 4096])
     if not framed:
+        schema = base.v1.schema.with_metadata(_v1_meta(meta))
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, schema) as w:
-            for b in batches:
+            for b in base.v1.to_batches(max_chunksize=size)[:6]:
                 w.write_batch(b)
         return sink.getvalue().to_pybytes()
+    schema = JOURNAL_SCHEMA.with_metadata(encode_meta(meta))
+    events, stacks = base.v2_parts
+    batches = [b.cast(JOURNAL_SCHEMA) for b in stacks.to_batches()]
+    batches += [b.cast(JOURNAL_SCHEMA) for b in events.to_batches(max_chunksize=size)[:6]]
     parts = [journal.MAGIC, journal.frame(schema.serialize())]
     parts += [journal.frame(b.serialize()) for b in batches]
     return b"".join(parts)
 
 
 class LegacyJournalWriter:
-    """The unframed Arrow IPC stream that journals were before they had checksums."""
+    """The unframed Arrow IPC stream of v1 events that journals were before checksums."""
 
     def __init__(self, path: str, meta: dict):
-        from iommu_trace.tracefile.schema import SCHEMA
-        from iommu_trace.tracefile.writer import _encode
+        from iommu_trace.tracefile.schema import V1_SCHEMA
 
         self._file = open(path, "wb")  # noqa: SIM115 - lives as long as the writer
-        self._stream = pa.ipc.new_stream(self._file, SCHEMA.with_metadata(_encode(meta)))
+        self._stream = pa.ipc.new_stream(self._file, V1_SCHEMA.with_metadata(_v1_meta(meta)))
 
     def write(self, batch: pa.RecordBatch) -> None:
         self._stream.write_batch(batch)
@@ -114,14 +119,45 @@ class LegacyJournalWriter:
 
 
 class Base:
-    def __init__(self, path: Path):
+    """A committed trace to mutate, as it is on disk (version 1 or 2), and in both versions."""
+
+    def __init__(self, path: Path, data: bytes | None = None, label: str = ""):
+        from iommu_trace.tracefile.reader import load
+        from iommu_trace.tracefile.schema import EVENT, STACK, V1_SCHEMA, complete
+
         self.path = path
-        self.data = path.read_bytes()
-        pf = pq.ParquetFile(path)
+        self.label = label or str(path.relative_to(ROOT))
+        self.data = data if data is not None else path.read_bytes()
+        pf = pq.ParquetFile(pa.BufferReader(self.data))
         self.table = pf.read()
         self.meta = json.loads(pf.schema_arrow.metadata[b"iommu_trace"])
+        t = load(str(path))
+        self.v1 = t.table.select(V1_SCHEMA.names).cast(V1_SCHEMA)
+        self.v2_parts = (complete(t.read(), EVENT), complete(t.stack_rows(), STACK))
         side = Path(str(path) + SIDECAR)
         self.sidecar = side.read_text() if side.exists() else None
+
+    def as_v2(self) -> Base:
+        """The same trace written as version 2 (the reader's lazy path)."""
+        from iommu_trace.tracefile.reader import load
+        from iommu_trace.tracefile.writer import write_parquet
+
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "v2.iot"
+            t = load(str(self.path))
+            write_parquet(str(out), t.read(), t.stack_rows(), t.meta)
+            data = out.read_bytes()
+        return Base(self.path, data, self.label + " (as v2)")
+
+
+def bases() -> list[Base]:
+    out = []
+    for p in committed_traces():
+        b = Base(p)
+        out.append(b)
+        if b.meta.get("version", 1) < 2:
+            out.append(b.as_v2())
+    return out
 
 
 # ------------------------------------------------------------------ mutations
@@ -157,7 +193,7 @@ def m_flip_footer(base: Base, rng):
 
 def _journal(base: Base, rng) -> tuple[bytes, str]:
     framed = rng.random() < 0.8
-    return _journal_bytes(base.table, base.meta, rng, framed), "journal" if framed else "legacy"
+    return _journal_bytes(base, rng, framed), "journal" if framed else "legacy"
 
 
 def m_journal_cut(base: Base, rng):
@@ -458,16 +494,16 @@ def fuzz(seed: int, n: int, work: Path, progress: Path, keep: Path | None) -> li
     from iommu_trace.cli import cli
 
     rng = random.Random(seed)
-    bases = [Base(p) for p in committed_traces()]
+    every = bases()
     muts = [m for m, w in MUTATIONS for _ in range(w)]
     runner = CliRunner()
     failures = []
     for i in range(n):
-        base = rng.choice(bases)
+        base = rng.choice(every)
         mut = rng.choice(muts)
         data, side, what = mut(base, random.Random(rng.random()))
         path = _materialize(work, f"m{i % 2}", data, side)
-        desc = f"#{i} {base.path.relative_to(ROOT)}: {mut.__name__[2:]}: {what}"
+        desc = f"#{i} {base.label}: {mut.__name__[2:]}: {what}"
         for verb in _verbs_for(i):
             argv = [a.format(t=path, o=work / "out") for a in verb]
             progress.write_text(json.dumps({"case": desc, "argv": verb, "file": str(path)}))

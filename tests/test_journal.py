@@ -30,7 +30,7 @@ def events() -> tuple[pa.Table, dict]:
     old = pf.read().slice(0, 500)
     # the committed trace predates some columns: give it the writer's schema
     cols = [
-        old[f.name] if f.name in old.column_names else pa.nulls(old.num_rows, f.type)
+        old[f.name].cast(f.type) if f.name in old.column_names else pa.nulls(old.num_rows, f.type)
         for f in SCHEMA
     ]
     table = pa.Table.from_arrays(cols, schema=SCHEMA)

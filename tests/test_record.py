@@ -109,8 +109,19 @@ def test_trace_is_readable_without_our_code(exact_run):
     kv = duckdb.execute(
         f"select value from parquet_kv_metadata('{out}') where key = 'iommu_trace'"
     ).fetchone()[0]
-    assert b'"version": 1' in kv
+    assert b'"version": 2' in kv
     assert b'"format": "iommu-trace"' in kv
+    # The documented join (docs/trace-format.md) gives each event its frames.
+    joined = duckdb.execute(
+        f"""select s.frames from read_parquet('{out}') e
+            join read_parquet('{out}') s on s.record = 'stack' and s.stack_id = e.ustack_id
+            where e.record = 'event' and e.probe = 'iot_work' order by e.ts_ns"""
+    ).fetchall()
+    ours = load(str(out)).events
+    assert [list(r[0]) for r in joined] == [
+        list(x) for x in ours[ours.probe == "iot_work"]["ustack"]
+    ]
+    assert len(joined) == 25 and all(any("work" in f for f in r[0]) for r in joined)
 
 
 def test_info_shows_counts(exact_run):
@@ -333,7 +344,7 @@ def test_corrupt_trace(good_trace, tmp_path):
 def test_future_version_trace(good_trace, tmp_path):
     table = pq.read_table(good_trace)
     meta = dict(table.schema.metadata)
-    meta[b"iommu_trace"] = meta[b"iommu_trace"].replace(b'"version": 1', b'"version": 99')
+    meta[b"iommu_trace"] = meta[b"iommu_trace"].replace(b'"version": 2', b'"version": 99')
     bad = tmp_path / "future.iot"
     pq.write_table(table.replace_schema_metadata(meta), bad)
     assert "newer" in one_line_error(cli("info", str(bad)))

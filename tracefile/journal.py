@@ -82,7 +82,7 @@ def read(data: bytes) -> Journal:
         try:
             batch = ipc.read_record_batch(pa.py_buffer(payload), schema)
             batch.validate(full=True)
-        except (pa.ArrowException, ValueError) as e:  # a checksum collision, or a foreign writer
+        except (pa.ArrowException, OSError, ValueError) as e:  # a CRC collision, a foreign writer
             j.damage = f"byte {pos} (batch {len(j.batches) + 1} does not decode: {_first_line(e)})"
             break
         j.batches.append(batch)

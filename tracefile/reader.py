@@ -1,7 +1,12 @@
 """Read a trace (finalized Parquet, or the journal a killed recorder left): the one reader.
 
-Every trace goes through validate.check, so no analysis sees a field of the
-wrong type or an impossible row.
+Every trace goes through validate, so no analysis sees a field of the wrong
+type or an impossible row. Readers ask for the columns they need
+(`Trace.read`): a finalized version-2 file whose column statistics show
+nothing to repair is read lazily, those columns only; anything else (a
+journal, version 1, a file that needs repair) is read and checked whole.
+`Trace.table`/`Trace.events` (all event columns, stacks as frame lists) are
+for small traces and ad-hoc use.
 """
 
 from __future__ import annotations
@@ -9,27 +14,54 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import journal, sidecar
 from .meta import TraceMeta
-from .validate import TraceError, check, decode_meta
+from .schema import COLUMNS, EVENT_COLUMNS
+from .validate import (
+    CORE,
+    IMPOSSIBLE,
+    NON_NEGATIVE,
+    TraceError,
+    check_meta,
+    check_stacks,
+    check_table,
+    decode_meta,
+    same_kind,
+    type_error,
+)
+from .writer import split_records
 
 PARQUET_MAGIC = b"PAR1"
 IPC_MAGIC = b"\xff\xff\xff\xff"  # the unframed journals of earlier versions
+_STACKS = pa.list_(pa.string())
 
 __all__ = ["Trace", "TraceError", "load"]
+
+
+def _why(e: Exception) -> str:
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first}"
 
 
 @dataclass
 class Trace:
     path: str
     meta: dict
-    table: pa.Table
     finalized: bool
+    num_events: int
     notes: list[str] = field(default_factory=list)
+    _pf: pq.ParquetFile | None = None  # version 2 Parquet read lazily: columns on demand
+    _groups: list[int] = field(default_factory=list)  # its event row groups
+    _events_table: pa.Table | None = None  # otherwise: the checked events, in memory
+    _stack_rows: pa.Table | None = None
+    _stacks: dict[int, list[str]] | None = None
+    _table: pa.Table | None = None
     _events: pd.DataFrame | None = None
     _workload: dict | None = None
     _metadata: TraceMeta | None = None
@@ -42,10 +74,92 @@ class Trace:
         return self._metadata
 
     @property
+    def version(self) -> int:
+        return int(self.meta.get("version", 1))
+
+    def read(self, columns: list[str] | None = None) -> pa.Table:
+        """Event rows, only these columns (all event columns if None)."""
+        cols = list(EVENT_COLUMNS) if columns is None else list(columns)
+        if self._pf is None:
+            assert self._events_table is not None
+            return self._events_table.select(cols)
+        try:
+            if not self._groups:
+                return pa.table({c: pa.array([], COLUMNS[c][0]) for c in cols})
+            return self._pf.read_row_groups(self._groups, columns=cols)
+        except Exception as e:  # pyarrow raises several types for damaged files
+            raise TraceError(f"{self.path}: corrupt trace file ({_why(e)})") from None
+
+    def frame(self, columns: list[str]) -> pd.DataFrame:
+        """These event columns as a DataFrame: strings categorical, numbers exact with nulls."""
+        t = self.read(columns)
+        return t.to_pandas(
+            types_mapper=lambda t: None if pa.types.is_dictionary(t) else pd.ArrowDtype(t)
+        )
+
+    def value_counts(self, column: str) -> dict:
+        """Rows per value of a dictionary-coded column, counted on its codes (no strings)."""
+        out: dict = {}
+        for chunk in self.read([column]).column(column).chunks:
+            if not pa.types.is_dictionary(chunk.type):
+                chunk = chunk.dictionary_encode()
+            codes = chunk.indices.fill_null(-1).to_numpy()
+            n = np.bincount(codes[codes >= 0], minlength=len(chunk.dictionary))
+            for value, k in zip(chunk.dictionary.to_pylist(), n.tolist(), strict=True):
+                if k:
+                    out[value] = out.get(value, 0) + k
+        return out
+
+    def stack_rows(self) -> pa.Table:
+        """The stacks table: stack_id, frames."""
+        if self._stack_rows is None:
+            if self._pf is None:
+                self._stack_rows = pa.table({"stack_id": pa.array([], pa.int32()),
+                                             "frames": pa.array([], _STACKS)})  # fmt: skip
+            else:
+                n = self._pf.metadata.num_row_groups
+                rest = [i for i in range(n) if i not in set(self._groups)]
+                try:
+                    t = self._pf.read_row_groups(rest, columns=["stack_id", "frames"])
+                except Exception as e:
+                    raise TraceError(f"{self.path}: corrupt trace file ({_why(e)})") from None
+                self._stack_rows = check_stacks(t, self.path, self.notes)
+        return self._stack_rows
+
+    @property
+    def stacks(self) -> dict[int, list[str]]:
+        """stack_id -> frames, innermost first."""
+        if self._stacks is None:
+            t = self.stack_rows()
+            ids = t.column("stack_id").to_pylist()
+            self._stacks = dict(zip(ids, t.column("frames").to_pylist(), strict=True))
+        return self._stacks
+
+    def frames(self, ids: pa.ChunkedArray | pa.Array) -> pa.Array:
+        """Stack ids to their frame lists (null where the id is null or unknown)."""
+        t = self.stack_rows()
+        idx = pc.index_in(ids, value_set=t.column("stack_id").combine_chunks())
+        return t.column("frames").combine_chunks().take(idx)
+
+    @property
+    def table(self) -> pa.Table:
+        """Every event column, plus kstack/ustack as frame lists (version 1's layout)."""
+        if self._table is None:
+            t = self.read()
+            t = t.append_column("kstack", self.frames(t.column("kstack_id")))
+            self._table = t.append_column("ustack", self.frames(t.column("ustack_id")))
+        return self._table
+
+    @property
     def events(self) -> pd.DataFrame:
         if self._events is None:
             # Arrow-backed columns keep 64-bit addresses exact despite nulls.
-            self._events = self.table.to_pandas(types_mapper=pd.ArrowDtype)
+            t = self.table
+            t = t.cast(pa.schema([
+                pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+                for f in t.schema
+            ]))  # fmt: skip
+            self._events = t.to_pandas(types_mapper=pd.ArrowDtype)
         return self._events
 
     def workload(self) -> dict:
@@ -62,6 +176,42 @@ class Trace:
         return self._workload
 
 
+def from_v1(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """A checked version-1 table (stacks inline) as version 2 (events with stack ids, stacks)."""
+    ids: dict[tuple[str, ...], int] = {}
+    cols = {}
+    for col in ("kstack", "ustack"):
+        out = []
+        for s in table.column(col).to_pylist():
+            out.append(None if s is None else ids.setdefault(tuple(s), len(ids)))
+        cols[col + "_id"] = pa.array(out, pa.int32())
+    events = table.drop_columns(["kstack", "ustack"])
+    for name, arr in cols.items():
+        events = events.append_column(name, arr)
+    events = events.cast(pa.schema([pa.field(n, COLUMNS[n][0]) for n in events.column_names]))
+    stacks = pa.table({"stack_id": pa.array(list(ids.values()), pa.int32()),
+                       "frames": pa.array([list(k) for k in ids], _STACKS)})  # fmt: skip
+    return events.select(list(EVENT_COLUMNS)), stacks
+
+
+def _in_memory(path: str, raw_meta, table: pa.Table, notes: list[str], finalized=None) -> Trace:
+    """Check a whole table (either version) and keep it in memory."""
+    meta = check_meta(decode_meta(raw_meta, path), notes)
+    if meta["version"] < 2:
+        events, stacks = from_v1(check_table(table, path, notes, version=1))
+    else:
+        if "record" in table.column_names:
+            ev, st = split_records(table)
+        else:  # events only, from another writer
+            ev, st = table, table.slice(0, 0)
+        events = check_table(ev, path, notes, version=2)
+        stacks = check_stacks(st, path, notes)
+    if finalized is None:
+        finalized = bool(meta.get("finalized", True))
+    return Trace(path, meta, finalized, events.num_rows, notes,
+                 _events_table=events, _stack_rows=stacks)  # fmt: skip
+
+
 def _read_journal(path: str, head: bytes) -> Trace:
     with open(path, "rb") as f:
         try:
@@ -69,8 +219,11 @@ def _read_journal(path: str, head: bytes) -> Trace:
         except journal.JournalError as e:
             raise TraceError(f"{path}: trace journal is corrupt: {e}") from None
     notes: list[str] = []
-    meta, table = check(path, j.schema.metadata, pa.Table.from_batches(j.batches, j.schema), notes)
-    rows = table.num_rows
+    try:
+        table = pa.Table.from_batches(j.batches, j.schema)
+    except pa.ArrowInvalid as e:
+        raise TraceError(f"{path}: trace journal is corrupt ({_why(e)})") from None
+    t = _in_memory(path, j.schema.metadata, table, notes, finalized=False)
     notes.insert(
         0,
         "trace was not finalized (the recorder was killed?): events up to its last flush are "
@@ -80,9 +233,51 @@ def _read_journal(path: str, head: bytes) -> Trace:
         notes.insert(
             1,
             f"the journal is damaged from {j.damage}: the {len(j.batches)} batches before it "
-            f"({rows} events) are read, the rest is not",
+            f"({t.num_events} events) are read, the rest is not",
         )
-    return Trace(path, meta, table, finalized=False, notes=notes)
+    return t
+
+
+def _lazy_groups(pf: pq.ParquetFile, path: str) -> list[int] | None:
+    """The event row groups of a version-2 file, if its schema and column statistics show
+    nothing validate would repair; None if it must be read and checked whole."""
+    schema = pf.schema_arrow
+    for name in EVENT_COLUMNS + ("record", "stack_id", "frames"):
+        i = schema.get_field_index(name)
+        if i < 0:
+            return None  # another writer's file: absent columns are filled when checked
+        got, want = schema.field(i).type, COLUMNS[name][0]
+        if got != want:
+            if not same_kind(got, want):
+                raise type_error(path, name, got, want)
+            return None
+    md = pf.metadata
+    index = {schema.field(i).name: i for i in range(len(schema))}
+    groups = []
+    for g in range(md.num_row_groups):
+        rg = md.row_group(g)
+        stats = {name: rg.column(index[name]).statistics for name in index}
+        sid = stats["stack_id"]
+        if sid is None:
+            return None
+        if sid.null_count == 0:
+            continue  # a group of stack rows (checked when read)
+        if sid.null_count != rg.num_rows:
+            return None  # events and stacks in one group: another writer's file
+        for name in CORE:
+            s = stats[name]
+            if s is None or s.null_count:
+                return None
+        for name in ("ts_ns", *NON_NEGATIVE):
+            s = stats[name]
+            if s is None:
+                return None
+            if s.null_count == rg.num_rows:
+                continue
+            if not s.has_min_max or s.min < 0 or s.max > IMPOSSIBLE:
+                return None
+        groups.append(g)
+    return groups
 
 
 def load(path: str) -> Trace:
@@ -102,20 +297,20 @@ def load(path: str) -> Trace:
     if tail != PARQUET_MAGIC:
         raise TraceError(f"{path}: truncated trace file (Parquet footer missing)")
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, page_checksum_verification=True)
         raw_meta = pf.schema_arrow.metadata
     except Exception as e:  # pyarrow raises several types for damaged files
         raise TraceError(f"{path}: corrupt trace file ({_why(e)})") from None
-    notes: list[str] = []
-    decode_meta(raw_meta, path)  # a foreign file is refused before its data is read
+    meta = decode_meta(raw_meta, path)  # a foreign file is refused before its data is read
     try:
-        table = pf.read()
+        groups = _lazy_groups(pf, path) if meta["version"] >= 2 else None
+        if groups is None:
+            return _in_memory(path, raw_meta, pf.read(), [])
+    except TraceError:
+        raise
     except Exception as e:
         raise TraceError(f"{path}: corrupt trace file ({_why(e)})") from None
-    meta, table = check(path, raw_meta, table, notes)
-    return Trace(path, meta, table, finalized=bool(meta.get("finalized", True)), notes=notes)
-
-
-def _why(e: Exception) -> str:
-    first = (str(e).strip().splitlines() or [""])[0]
-    return f"{type(e).__name__}: {first}"
+    notes: list[str] = []
+    meta = check_meta(meta, notes)
+    n = sum(pf.metadata.row_group(i).num_rows for i in groups)
+    return Trace(path, meta, bool(meta.get("finalized", True)), n, notes, _pf=pf, _groups=groups)

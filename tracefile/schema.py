@@ -1,33 +1,48 @@
-"""Trace format v1: one Parquet file of events, metadata in its key-value footer.
+"""Trace format v2: one Parquet file of events and the stacks they refer to.
 
-While recording, the same path holds an Arrow IPC stream (the journal), which
-is readable up to its last flushed batch if the recorder dies; finalizing
-rewrites it as Parquet. See docs/trace-format.md.
+Rows are either events (`record` = "event") or stacks (`record` = "stack",
+frames stored once, referred to by the events' `kstack_id`/`ustack_id`).
+Events come first, sorted by time; the stacks follow in row groups of their
+own. Metadata is in the key-value footer. While recording, the same path holds
+an Arrow IPC stream (the journal) of the same schema, readable up to its last
+flushed batch if the recorder dies. See docs/trace-format.md.
+
+Version 1 (no `record`, stacks as list<string> in every event row) is still
+read; `iommu-trace upgrade` rewrites it as version 2.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 FORMAT = "iommu-trace"
-VERSION = 1
+VERSION = 2
 META_KEY = b"iommu_trace"
+
+# Events per Parquet row group: a reader holds one group of the columns it
+# reads at a time (a few MB), and column statistics per group stay useful.
+ROW_GROUP_ROWS = 262_144
+
+# Low-cardinality strings: one dictionary per row group, an int32 per row.
+_DICT = pa.dictionary(pa.int32(), pa.string())
 
 # column -> (arrow type, meaning); the meaning is stored in the file too.
 COLUMNS: dict[str, tuple[pa.DataType, str]] = {
+    "record": (_DICT, "event, or stack (a row of the stacks table: stack_id and frames)"),
     "ts_ns": (pa.int64(), "CLOCK_MONOTONIC ns; for calls, the entry time"),
     "dur_ns": (pa.int64(), "return minus entry for calls and syscalls; null for instants"),
     "cpu": (pa.int32(), "CPU the event ran on"),
     "pid": (pa.int32(), "process (tgid) current when the event fired"),
     "tid": (pa.int32(), "thread current when the event fired"),
-    "comm": (pa.string(), "command name of that thread"),
-    "probe": (pa.string(), "catalog probe name (iommu-trace probes)"),
+    "comm": (_DICT, "command name of that thread"),
+    "probe": (_DICT, "catalog probe name (iommu-trace probes)"),
     "group": (
-        pa.string(),
+        _DICT,
         "dma|iommu-map|iotlb-flush|iova|nvidia|cuda-driver|cuda-runtime|syscall|user",
     ),
-    "op": (pa.string(), "map|unmap|alloc|free|flush|iova_alloc|iova_free|call|ioctl"),
-    "dev": (pa.string(), "device name (e.g. 0000:01:00.0), where the probe knows it"),
+    "op": (_DICT, "map|unmap|alloc|free|flush|iova_alloc|iova_free|call|ioctl"),
+    "dev": (_DICT, "device name (e.g. 0000:01:00.0), where the probe knows it"),
     "addr": (pa.int64(), "CPU/physical address (pseudonymized unless --keep-addresses)"),
     "iova": (pa.int64(), "DMA address / IOVA (pseudonymized unless --keep-addresses)"),
     "size": (pa.int64(), "bytes"),
@@ -42,13 +57,82 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
         "true: size/count are lower bounds (a scatter-list walk hit its bound); "
         "null where the probe walks no list",
     ),
-    "kstack": (pa.list_(pa.string()), "kernel stack, innermost first, 'function [module]'"),
-    "ustack": (pa.list_(pa.string()), "user stack, innermost first, 'function [object]'"),
+    "kstack_id": (pa.int32(), "kernel stack: stack_id of a stack row; null if none"),
+    "ustack_id": (pa.int32(), "user stack: stack_id of a stack row; null if none"),
+    "stack_id": (pa.int32(), "stack rows: the id events refer to"),
+    "frames": (pa.list_(pa.string()), "stack rows: innermost first, 'function [object]'"),
 }
 
 SCHEMA = pa.schema([pa.field(n, t, nullable=True) for n, (t, _) in COLUMNS.items()])
+# The journal's batches: the same columns with plain strings, because one Arrow
+# IPC record batch message cannot carry its dictionaries (a frame must decode alone).
+JOURNAL_SCHEMA = pa.schema(
+    [pa.field(f.name, pa.string() if f.type == _DICT else f.type) for f in SCHEMA]
+)
+STACK_COLUMNS = ("stack_id", "frames")
+EVENT_COLUMNS = tuple(n for n in COLUMNS if n not in STACK_COLUMNS and n != "record")
+STRING_COLUMNS = tuple(n for n, (t, _) in COLUMNS.items() if t == _DICT)
 ADDRESS_COLUMNS = ("addr", "iova")
+EVENT, STACK = "event", "stack"
+
+# Version 1: the same events with plain strings and the stacks inline, no stack rows.
+_V1_STRINGS = ("comm", "probe", "group", "op", "dev")
+V1_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
+    **{n: (pa.string() if n in _V1_STRINGS else t, d) for n, (t, d) in COLUMNS.items()
+       if n in EVENT_COLUMNS and n not in ("kstack_id", "ustack_id")},
+    "kstack": (pa.list_(pa.string()), "kernel stack, innermost first, 'function [module]'"),
+    "ustack": (pa.list_(pa.string()), "user stack, innermost first, 'function [object]'"),
+}  # fmt: skip
+V1_SCHEMA = pa.schema([pa.field(n, t, nullable=True) for n, (t, _) in V1_COLUMNS.items()])
 
 
 def column_docs() -> dict[str, str]:
     return {n: doc for n, (_, doc) in COLUMNS.items()}
+
+
+def _constant(value: str, n: int) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value]))
+
+
+def event_batch(cols: dict[str, pa.Array]) -> pa.RecordBatch:
+    """Event rows: the given event columns (cast to the schema), the stack columns null."""
+    n = len(cols["ts_ns"])
+    arrays = []
+    for f in SCHEMA:
+        if f.name == "record":
+            arrays.append(_constant(EVENT, n))
+        elif f.name in cols:
+            arrays.append(cols[f.name].cast(f.type))
+        else:
+            arrays.append(pa.nulls(n, f.type))
+    return pa.record_batch(arrays, schema=SCHEMA)
+
+
+def stack_batch(ids: list[int], frames: list[list[str]]) -> pa.RecordBatch:
+    """Stack rows: stack_id and frames; the event columns null."""
+    n = len(ids)
+    arrays = []
+    for f in SCHEMA:
+        if f.name == "record":
+            arrays.append(_constant(STACK, n))
+        elif f.name == "stack_id":
+            arrays.append(pa.array(ids, pa.int32()))
+        elif f.name == "frames":
+            arrays.append(pa.array(frames, f.type))
+        else:
+            arrays.append(pa.nulls(n, f.type))
+    return pa.record_batch(arrays, schema=SCHEMA)
+
+
+def complete(table: pa.Table, kind: str) -> pa.Table:
+    """A table of some columns as rows of the full schema (`record` = kind, the rest null)."""
+    n = table.num_rows
+    arrays = []
+    for f in SCHEMA:
+        if f.name == "record":
+            arrays.append(pa.chunked_array([_constant(kind, n)]))
+        elif f.name in table.column_names:
+            arrays.append(table.column(f.name).cast(f.type))
+        else:
+            arrays.append(pa.chunked_array([pa.nulls(n, f.type)]))
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)

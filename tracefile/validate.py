@@ -17,15 +17,14 @@ import math
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .schema import COLUMNS, FORMAT, META_KEY, VERSION
-
-
-class TraceError(ValueError):
-    """A trace that cannot be read; the message is one line for the user."""
-
+from ..errors import TraceError
+from .schema import COLUMNS, EVENT_COLUMNS, FORMAT, META_KEY, STACK_COLUMNS, V1_COLUMNS, VERSION
 
 # Columns the recorder added within format version 1: older traces lack them.
 ADDED_LATER = ("nents", "at_least")
+# The event columns of each version, and version 2's stack rows.
+EVENTS = {1: V1_COLUMNS, 2: {n: COLUMNS[n] for n in EVENT_COLUMNS}}
+STACKS = {n: COLUMNS[n] for n in STACK_COLUMNS}
 # Columns without which no analysis can place or name an event.
 CORE = ("ts_ns", "probe")
 # Values that can only be >= 0; a negative one is made null.
@@ -180,30 +179,39 @@ def check_meta(meta: dict, notes: list[str]) -> dict:
 # ------------------------------------------------------------------ events
 
 
-def _same_kind(got: pa.DataType, want: pa.DataType) -> bool:
+def same_kind(got: pa.DataType, want: pa.DataType) -> bool:
     """Types another writer may use for a column: other int widths, floats, large strings."""
     t = pa.types
     if t.is_null(got):
         return True
     if t.is_integer(want):
         return t.is_integer(got) or t.is_floating(got)
+    if t.is_string(want) and t.is_dictionary(got):  # a categorical column
+        return same_kind(got.value_type, want)
     if t.is_string(want):
         return t.is_string(got) or t.is_large_string(got)
+    if t.is_dictionary(want):  # version 2's low-cardinality strings
+        inner = got.value_type if t.is_dictionary(got) else got
+        return t.is_null(inner) or t.is_string(inner) or t.is_large_string(inner)
+    if t.is_boolean(want):
+        return t.is_boolean(got)
     if t.is_list(want):
-        return (t.is_list(got) or t.is_large_list(got)) and _same_kind(
+        return (t.is_list(got) or t.is_large_list(got)) and same_kind(
             got.value_type, want.value_type
         )
     return False
+
+
+def type_error(path: str, name: str, got: pa.DataType, want: pa.DataType) -> TraceError:
+    return TraceError(f"{path}: column {name} is {got}, the trace's format version has {want}")
 
 
 def _cast(col: pa.ChunkedArray, want: pa.DataType, name: str, path: str, notes: list[str]):
     """A column of another type brought to the version's type, where that loses nothing."""
     if col.type == want:
         return col
-    if not _same_kind(col.type, want):
-        raise TraceError(
-            f"{path}: column {name} is {col.type}, format version {VERSION} has {want}"
-        )
+    if not same_kind(col.type, want):
+        raise type_error(path, name, col.type, want)
     if pa.types.is_floating(col.type) and pa.types.is_integer(want):
         finite = pc.is_finite(col)
         bad = pc.sum(pc.invert(pc.fill_null(finite, True))).as_py() or 0
@@ -213,15 +221,14 @@ def _cast(col: pa.ChunkedArray, want: pa.DataType, name: str, path: str, notes: 
     try:
         return col.cast(want, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise TraceError(
-            f"{path}: column {name} is {col.type}, format version {VERSION} has {want}"
-        ) from None
+        raise type_error(path, name, col.type, want) from None
 
 
-def check_table(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
-    """The version's columns with their types, in order; no row an analysis cannot take."""
+def check_table(table: pa.Table, path: str, notes: list[str], version: int = VERSION) -> pa.Table:
+    """The version's event columns with their types, in order; no row an analysis cannot take."""
+    columns = EVENTS[version]
     names = set(table.column_names)
-    missing = [n for n in COLUMNS if n not in names]
+    missing = [n for n in columns if n not in names]
     absent = [n for n in CORE if n in missing]
     if absent:
         has = ", ".join(table.column_names[:6]) or "none"
@@ -230,16 +237,16 @@ def check_table(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
         )
     # Columns that later recorders added (nents, at_least) are null in older traces
     # by design; only a column every recorder wrote is worth a note when absent.
-    noted = [n for n in missing if n not in ADDED_LATER]
+    noted = [n for n in missing if not (version == 1 and n in ADDED_LATER)]
     if noted:
         notes.append(f"columns absent from the trace (read as null): {', '.join(noted)}")
     cols = []
-    for name, (want, _) in COLUMNS.items():
+    for name, (want, _) in columns.items():
         if name in names:
             cols.append(_cast(table.column(name), want, name, path, notes))
         else:
             cols.append(pa.nulls(table.num_rows, want))
-    t = pa.Table.from_arrays(cols, names=list(COLUMNS), metadata=table.schema.metadata)
+    t = pa.Table.from_arrays(cols, names=list(columns), metadata=table.schema.metadata)
     keep = pc.and_(pc.is_valid(t["ts_ns"]), pc.is_valid(t["probe"]))
     keep = pc.and_(keep, pc.fill_null(pc.greater_equal(t["ts_ns"], 0), False))
     dropped = t.num_rows - (pc.sum(keep).as_py() or 0)
@@ -260,10 +267,27 @@ def check_table(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
     return t
 
 
+def check_stacks(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
+    """Version 2's stack rows: stack_id and frames typed; rows without an id dropped."""
+    cols = []
+    for name, (want, _) in STACKS.items():
+        if name in table.column_names:
+            cols.append(_cast(table.column(name), want, name, path, notes))
+        else:
+            cols.append(pa.nulls(table.num_rows, want))
+    t = pa.Table.from_arrays(cols, names=list(STACKS))
+    keep = pc.is_valid(t["stack_id"])
+    dropped = t.num_rows - (pc.sum(keep).as_py() or 0)
+    if dropped:
+        notes.append(f"{dropped} stack rows without a stack_id were dropped")
+        t = t.filter(keep)
+    return t
+
+
 def check(path: str, raw_meta: dict[bytes, bytes] | None, table: pa.Table, notes: list[str]):
-    """(metadata, table) fit for the analyses, or a TraceError."""
+    """(metadata, event table) of a version-1 table, fit for the analyses, or a TraceError."""
     meta = check_meta(decode_meta(raw_meta, path), notes)
-    return meta, check_table(table, path, notes)
+    return meta, check_table(table, path, notes, version=1)
 
 
 def _finite_nonneg(x) -> bool:

@@ -15,7 +15,7 @@ import time
 import pyarrow as pa
 
 from ..system import pmu
-from ..tracefile.schema import SCHEMA
+from ..tracefile.schema import event_batch
 
 NVIDIA = "0x10de"
 
@@ -52,11 +52,15 @@ def start(software: tuple[str, ...] = (), enabled: bool = True) -> tuple[pmu.Sam
 
 
 def batch(samples: list[tuple[int, int, str, int]]) -> pa.RecordBatch | None:
+    """Counter samples as event rows (no CPU: a counter is system-wide)."""
     if not samples:
         return None
-    rows = [
-        {"ts_ns": t, "dur_ns": dt, "cpu": -1, "pid": 0, "tid": 0, "comm": "", "probe": label,
-         "group": "pmu", "op": "count", "count": delta}
-        for t, dt, label, delta in samples
-    ]  # fmt: skip
-    return pa.RecordBatch.from_pylist(rows, schema=SCHEMA)
+    t, dt, label, delta = (list(x) for x in zip(*samples, strict=True))
+    n = len(samples)
+    return event_batch({
+        "ts_ns": pa.array(t, pa.int64()), "dur_ns": pa.array(dt, pa.int64()),
+        "pid": pa.array([0] * n, pa.int32()), "tid": pa.array([0] * n, pa.int32()),
+        "comm": pa.array([""] * n), "probe": pa.array(label),
+        "group": pa.array(["pmu"] * n), "op": pa.array(["count"] * n),
+        "count": pa.array(delta, pa.int64()),
+    })  # fmt: skip

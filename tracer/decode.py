@@ -1,9 +1,11 @@
 """Turn raw BPF events into trace rows, a batch at a time.
 
 The buffer callback only copies the event's bytes and resolves its stacks
-(which must happen while the process lives); columns are built with numpy at
-flush time. This keeps the per-event Python work to a few microseconds, which
-is what bounds the event rate the recorder sustains.
+(which must happen while the process lives: each distinct stack is symbolized
+once, then numbered; the trace stores the number per event and the frames
+once); columns are built with numpy at flush time. This keeps the per-event
+Python work to a few microseconds, which is what bounds the event rate the
+recorder sustains.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ import struct
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ..probes.catalog import NUMERIC_FIELDS
 from ..probes.discover import Resolution
-from ..tracefile.schema import ADDRESS_COLUMNS, SCHEMA
+from ..tracefile.schema import ADDRESS_COLUMNS, event_batch, stack_batch
 from .addresses import Pseudonymizer
 from .symbols import Symbolizer
 
@@ -41,7 +42,6 @@ EVENT_DTYPE = np.dtype(
 )
 _HEAD = struct.Struct("<I4xIii")  # pid, probe, kstack, ustack
 _HEAD_OFFSET = EVENT_DTYPE.fields["pid"][1]  # type: ignore[index]  # a struct dtype has fields
-_STACKS = pa.list_(pa.string())
 UNKNOWN = np.uint64(0xFFFF_FFFF_FFFF_FFFF)  # program.c's UNKNOWN: stored as null
 
 
@@ -49,15 +49,17 @@ def _strings(values: np.ndarray) -> pa.Array:
     """Fixed-width C strings to an Arrow string column, decoding each distinct value once."""
     uniq, inverse = np.unique(values, return_inverse=True)
     names = pa.array([u.decode(errors="replace") for u in uniq], pa.string())
-    return pa.DictionaryArray.from_arrays(pa.array(inverse, pa.int32()), names).cast(pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(inverse.astype(np.int32)), names)
 
 
 class EventBatcher:
     def __init__(self, resolved: list[Resolution], sym: Symbolizer, keep_addresses: bool):
         self._sym = sym
         self._raw: list[bytes] = []
-        self._kstacks: list[list[str] | None] = []
-        self._ustacks: list[list[str] | None] = []
+        self._kstacks: list[int] = []  # the trace's stack ids (-1: none)
+        self._ustacks: list[int] = []
+        self._ids: dict[tuple[str, ...], int] = {}  # frames -> the trace's stack id
+        self._new: list[tuple[int, list[str]]] = []  # stacks not journaled yet
         self._pseud = None if keep_addresses else Pseudonymizer()
         n = len(resolved)
         self._names = pa.array([r.probe.name for r in resolved], pa.string())
@@ -97,8 +99,31 @@ class EventBatcher:
         if probe in self.exec_probes:
             self._sym.forget(pid)  # a new address space: cached symbols are wrong now
         self._raw.append(raw)
-        self._kstacks.append(self._sym.kernel(kstack) if kstack >= 0 else None)
-        self._ustacks.append(self._sym.user(pid, ustack) if ustack >= 0 else None)
+        self._kstacks.append(self._id(self._sym.kernel(kstack)) if kstack >= 0 else -1)
+        self._ustacks.append(self._id(self._sym.user(pid, ustack)) if ustack >= 0 else -1)
+
+    def _id(self, frames: list[str] | None) -> int:
+        """The trace's id for these frames; new ones are journaled with the next batch.
+
+        BPF stack ids are per address space (the same id means other frames in
+        another process), so the trace numbers distinct frame lists itself.
+        """
+        if frames is None:
+            return -1
+        key = tuple(frames)
+        sid = self._ids.get(key)
+        if sid is None:
+            sid = self._ids[key] = len(self._ids)
+            self._new.append((sid, frames))
+        return sid
+
+    def take_stacks(self) -> pa.RecordBatch | None:
+        """Stacks first seen since the last call, as stack rows."""
+        if not self._new:
+            return None
+        ids, frames = zip(*self._new, strict=True)
+        self._new.clear()
+        return stack_batch(list(ids), list(frames))
 
     def take(self) -> pa.RecordBatch | None:
         if not self._raw:
@@ -116,8 +141,9 @@ class EventBatcher:
             "group": self._groups.take(probe),
             "op": self._ops.take(probe),
         }
-        cols["dev"] = pc.if_else(
-            pa.array(self._has_dev[probe]), _strings(ev["dev"]), pa.scalar(None, pa.string())
+        dev = _strings(ev["dev"])
+        cols["dev"] = pa.DictionaryArray.from_arrays(
+            pa.array(dev.indices.to_numpy(), mask=~self._has_dev[probe]), dev.dictionary
         )
         for j, c in enumerate(NUMERIC_FIELDS):
             v = ev["v"][:, j].copy()
@@ -136,9 +162,10 @@ class EventBatcher:
                         v[ptr] = self._pseud.pointer("addr", v[ptr])
             cols[c] = pa.array(v.view(np.int64), mask=~present)
         cols["at_least"] = pa.array(ev["at_least"] != 0, mask=~self._walks[probe])
-        cols["kstack"] = pa.array(self._kstacks, _STACKS)
-        cols["ustack"] = pa.array(self._ustacks, _STACKS)
+        for name, ids in (("kstack_id", self._kstacks), ("ustack_id", self._ustacks)):
+            a = np.asarray(ids, np.int32)
+            cols[name] = pa.array(a, mask=a < 0)
         self._raw.clear()
         self._kstacks.clear()
         self._ustacks.clear()
-        return pa.record_batch([cols[f.name].cast(f.type) for f in SCHEMA], schema=SCHEMA)
+        return event_batch(cols)

@@ -535,7 +535,8 @@ class Recorder:
         """Journal the batch: at FLUSH_EVENTS events or FLUSH_S seconds, whichever first."""
         now = time.monotonic()
         if force or len(self._batcher) >= FLUSH_EVENTS or now - self._flushed_at >= FLUSH_S:
-            self._writer.write(self._batcher.take())
+            events = self._batcher.take()
+            self._writer.write(events, stacks=self._batcher.take_stacks())
             self._flushed_at = now
         sampler = getattr(self, "_sampler", None)
         if sampler is not None:
