@@ -92,7 +92,9 @@ def read(
                 if arr.null_count == 0
                 else arr.is_valid().to_numpy(zero_copy_only=False)
             )
-            nums[name] = arr.fill_null(0).to_numpy()
+            nums[name] = arr.fill_null(False if pa.types.is_boolean(arr.type) else 0).to_numpy(
+                zero_copy_only=False
+            )
     index = np.arange(n) if rows is None else np.flatnonzero(rows)
     c = Columns(n, codes, values, nums, valid, index)
     return c.by_time() if order_by_time else c

@@ -106,7 +106,7 @@ def prepare(evs: list[dict]) -> None:
 # that share probe, stacks (and thread name) are one group with a count and a
 # byte sum, and the per-event Python above runs on the groups only.
 
-SCALE_COLUMNS = ["ts_ns", "probe", "group", "op", "dev", "iova", "size", "count",
+SCALE_COLUMNS = ["ts_ns", "probe", "group", "op", "dev", "iova", "size", "count", "at_least",
                  "kstack_id", "ustack_id"]  # fmt: skip
 
 
@@ -129,10 +129,14 @@ def prepared_sizes(ev: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     with a size on the same (dev, iova), if no unmap took it since.
     """
     size, valid = ev.nums["size"].copy(), ev.valid["size"].copy()
-    lb = (
+    # The trace says so itself (at_least); for older traces, an sg event longer than
+    # the record kept (as mark_lower_bounds).
+    legacy = (
         ev.isin("probe", ("dma_map_sg", "dma_unmap_sg"))
         & ev.valid["count"] & (ev.nums["count"] > SG_TRACE_MAX_ENTRIES) & valid
     )  # fmt: skip
+    said = ev.valid["at_least"]
+    lb = np.where(said, ev.nums["at_least"].astype(bool), legacy)
     kind = kind_codes(ev)
     is_map, is_unmap = kind == KINDS.index("map"), kind == KINDS.index("unmap")
     live = kernel_mask(ev) & ev.valid["iova"] & ((is_map & valid) | is_unmap)
