@@ -108,6 +108,7 @@ def attribute(trace: Trace) -> Attribution:
     detail = call | (on_call_tid & (ioctl | kern))
     del call, ioctl
     ev = dma_events.read_kernel_events(trace, more=("tid", "comm"), head=head)
+    assert ev.index is not None  # read_kernel_events keeps each row's event position
     del head
     size, valid, lb, inferred = dma_events.prepared_sizes(ev)  # across all threads
     detail_k = on_call_tid[ev.index]

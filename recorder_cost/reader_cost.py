@@ -33,7 +33,10 @@ def run_once(verb: str, trace: str, tmp: str) -> tuple[float, float, int]:
     err = p.stderr
 
     def field(name: str) -> str:
-        return re.search(rf"{name}: (\S+)", err)[1]
+        m = re.search(rf"{name}: (\S+)", err)
+        if m is None:
+            raise SystemExit(f"{verb}: /usr/bin/time -v printed no {name!r}")
+        return m[1]
 
     wall = field(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\)")
     parts = [float(x) for x in wall.split(":")]

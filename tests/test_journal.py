@@ -13,7 +13,7 @@ import pytest
 from fuzz_traces import LegacyJournalWriter
 
 from iommu_trace.tracefile.reader import TraceError, load
-from iommu_trace.tracefile.schema import SCHEMA
+from iommu_trace.tracefile.schema import SCHEMA, V1_SCHEMA, VERSION
 from iommu_trace.tracefile.writer import TraceWriter
 from iommu_trace.tracer.addresses import Pseudonymizer, TextRedactor, raw_addresses_in
 
@@ -93,7 +93,12 @@ def test_damaged_header_is_one_line(events, tmp_path):
 
 
 def test_journal_of_earlier_versions_still_reads(events, tmp_path):
-    table, meta = events
+    _, meta = events
+    table = pq.read_table(LAB).slice(0, 500)  # version-1 events, as such journals held
+    table = pa.Table.from_arrays(
+        [table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(500, f.type)
+         for f in V1_SCHEMA], schema=V1_SCHEMA,
+    )  # fmt: skip
     p = tmp_path / "old.iot"
     w = LegacyJournalWriter(str(p), {**meta, "finalized": False})
     for b in table.to_batches(max_chunksize=100):
@@ -137,7 +142,9 @@ def _parquet(tmp_path: Path, table: pa.Table, meta: dict | None, raw: bytes | No
 
 
 def _meta() -> dict:
-    return json.loads(pq.ParquetFile(LAB).schema_arrow.metadata[b"iommu_trace"])
+    """The committed trace's metadata, for the version of the `events` table."""
+    meta = json.loads(pq.ParquetFile(LAB).schema_arrow.metadata[b"iommu_trace"])
+    return {**meta, "version": VERSION}
 
 
 @pytest.mark.parametrize(
@@ -147,7 +154,7 @@ def _meta() -> dict:
         ({"version": 0}, "version 0 is invalid"),
         ({"version": -1}, "version -1 is invalid"),
         ({"version": "1"}, "version '1' is not an integer"),
-        ({"version": 2}, "newer than this iommu-trace reads"),
+        ({"version": VERSION + 1}, "newer than this iommu-trace reads"),
         ({"format": "other"}, "not an iommu-trace file"),
     ],
 )
@@ -169,7 +176,9 @@ def test_foreign_table_with_copied_metadata(tmp_path):
 def test_wrong_column_type(events, tmp_path):
     t = events[0]
     t = t.set_column(t.schema.get_field_index("size"), "size", t["size"].cast(pa.string()))
-    with pytest.raises(TraceError, match="column size is string, format version 1 has int64"):
+    with pytest.raises(
+        TraceError, match=f"column size is string, format version {VERSION} has int64"
+    ):
         load(_parquet(tmp_path, t, _meta()))
 
 
@@ -179,8 +188,9 @@ def test_impossible_values_are_dropped_or_nulled_with_a_note(events, tmp_path):
     ts[3] = None
     dur = [float(v) if v is not None else None for v in t["dur_ns"].to_pylist()]
     dur[5], dur[6] = float("nan"), -100.0
-    t = t.set_column(0, "ts_ns", pa.array(ts, pa.int64()))
-    t = t.set_column(1, "dur_ns", pa.array(dur, pa.float64()))  # float: another writer's
+    t = t.set_column(t.schema.get_field_index("ts_ns"), "ts_ns", pa.array(ts, pa.int64()))
+    i = t.schema.get_field_index("dur_ns")
+    t = t.set_column(i, "dur_ns", pa.array(dur, pa.float64()))  # float: another writer's
     meta = {**_meta(), "start_mono_ns": "soon", "workload": "flexgen", "probes": [1, {"name": 2}]}
     tr = load(_parquet(tmp_path, t, meta))
     assert tr.table.num_rows == 499 and tr.table["dur_ns"].type == pa.int64()

@@ -249,7 +249,7 @@ def _lazy_groups(pf: pq.ParquetFile, path: str) -> list[int] | None:
         got, want = schema.field(i).type, COLUMNS[name][0]
         if got != want:
             if not same_kind(got, want):
-                raise type_error(path, name, got, want)
+                raise type_error(path, name, got, want, 2)
             return None
     md = pf.metadata
     index = {schema.field(i).name: i for i in range(len(schema))}

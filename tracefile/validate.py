@@ -202,16 +202,20 @@ def same_kind(got: pa.DataType, want: pa.DataType) -> bool:
     return False
 
 
-def type_error(path: str, name: str, got: pa.DataType, want: pa.DataType) -> TraceError:
-    return TraceError(f"{path}: column {name} is {got}, the trace's format version has {want}")
+def type_error(
+    path: str, name: str, got: pa.DataType, want: pa.DataType, version: int
+) -> TraceError:
+    return TraceError(f"{path}: column {name} is {got}, format version {version} has {want}")
 
 
-def _cast(col: pa.ChunkedArray, want: pa.DataType, name: str, path: str, notes: list[str]):
+def _cast(
+    col: pa.ChunkedArray, want: pa.DataType, name: str, path: str, notes: list[str], version: int
+):
     """A column of another type brought to the version's type, where that loses nothing."""
     if col.type == want:
         return col
     if not same_kind(col.type, want):
-        raise type_error(path, name, col.type, want)
+        raise type_error(path, name, col.type, want, version)
     if pa.types.is_floating(col.type) and pa.types.is_integer(want):
         finite = pc.is_finite(col)
         bad = pc.sum(pc.invert(pc.fill_null(finite, True))).as_py() or 0
@@ -221,7 +225,7 @@ def _cast(col: pa.ChunkedArray, want: pa.DataType, name: str, path: str, notes: 
     try:
         return col.cast(want, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise type_error(path, name, col.type, want) from None
+        raise type_error(path, name, col.type, want, version) from None
 
 
 def check_table(table: pa.Table, path: str, notes: list[str], version: int = VERSION) -> pa.Table:
@@ -243,7 +247,7 @@ def check_table(table: pa.Table, path: str, notes: list[str], version: int = VER
     cols = []
     for name, (want, _) in columns.items():
         if name in names:
-            cols.append(_cast(table.column(name), want, name, path, notes))
+            cols.append(_cast(table.column(name), want, name, path, notes, version))
         else:
             cols.append(pa.nulls(table.num_rows, want))
     t = pa.Table.from_arrays(cols, names=list(columns), metadata=table.schema.metadata)
@@ -272,7 +276,7 @@ def check_stacks(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
     cols = []
     for name, (want, _) in STACKS.items():
         if name in table.column_names:
-            cols.append(_cast(table.column(name), want, name, path, notes))
+            cols.append(_cast(table.column(name), want, name, path, notes, 2))
         else:
             cols.append(pa.nulls(table.num_rows, want))
     t = pa.Table.from_arrays(cols, names=list(STACKS))
