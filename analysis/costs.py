@@ -159,7 +159,7 @@ def measure(trace, mode: str) -> dict:
         entry[kind] = Quantiles.of([c.t_iommu_ns / 1e9 for c in calls if c.op in ops]).as_json()
     out = {"costs": entry}
     if mode == "lazy":
-        ev = trace.events
+        ev = trace.frame(["ts_ns", "dur_ns", "probe"])
         timer = ev[(ev["probe"] == "t_fq_timer") & ev["dur_ns"].notna()]
         entry["flush"] = Quantiles.of(timer["dur_ns"].astype("int64").to_numpy() / 1e9).as_json()
         out["delay_s"] = Quantiles.of(timer_delays(trace)).as_json()
@@ -168,7 +168,7 @@ def measure(trace, mode: str) -> dict:
 
 def timer_delays(trace) -> list[float]:
     """Seconds from the unmap that armed the flush-queue timer to the timer's flush."""
-    ev = trace.events
+    ev = trace.frame(["ts_ns", "dur_ns", "probe", "group", "op"])
     fires = ev.loc[ev["probe"] == "fq_flush_timeout", "ts_ns"].astype("int64").to_numpy()
     um = ev[(ev["group"] == "dma") & ev["op"].isin(list(UNMAP_OPS))]
     queued = (um["ts_ns"] + um["dur_ns"].fillna(0)).astype("int64").to_numpy()

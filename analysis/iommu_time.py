@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow.compute as pc
 
 from ..tracefile.reader import Trace
 from . import events as E
@@ -303,9 +304,11 @@ def phase_windows(trace: Trace) -> list[tuple[str, int, int]]:
 
 
 def build(trace: Trace) -> IommuTime:
-    ev = trace.events
+    cpus = pc.count_distinct(trace.read(["cpu"]).column("cpu")).as_py() or 0
+    # Only timed events (calls and timing probes) take part below.
+    ev = trace.frame(["ts_ns", "dur_ns", "cpu", "tid", "probe", "group", "op"],
+                     where=pc.field("dur_ns").is_valid())  # fmt: skip
     start, end = E.span_ns(trace)
-    cpus = int(ev["cpu"].nunique()) if len(ev) else 0
     mode = (trace.meta.get("iommu") or {}).get("mode")
     attached, missing = timing_probes(trace.meta)
     unmeasured = [UNMEASURED_ALWAYS]

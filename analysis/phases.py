@@ -6,7 +6,7 @@ for the whole batch) in CLOCK_MONOTONIC ns to TRACE.workload.json, or into the
 trace's `workload` metadata with `record --workload-result`.
 
     from iommu_trace.analysis import phases
-    table = phases.split(trace.events, trace.meta, phases.load_workload(trace))
+    table = phases.split(trace.frame(), trace.meta, phases.load_workload(trace))
     print(phases.text(path, table, workload))
 
 `iommu-trace overhead --phases TRACE` prints it (and `report --phases` may call it).

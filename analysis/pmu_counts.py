@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pyarrow.compute as pc
+
 from ..system.pmu import NO_PMU_HINT, RATES
 from ..tracefile.reader import Trace
 
@@ -49,7 +51,8 @@ def build(trace: Trace) -> PmuCounts:
     notes = list(meta.get("notes") or [])
     if not meta:
         notes.append("the trace was recorded without PMU counting (an older recorder)")
-    ev = trace.events
+    ev = trace.frame(["ts_ns", "dur_ns", "probe", "group", "count"],
+                     where=pc.field("group") == "pmu")  # fmt: skip
     rows = ev[ev["group"] == "pmu"]
     samples = list(zip(rows["ts_ns"], rows["dur_ns"], rows["probe"], rows["count"], strict=True))
     counters = sorted({s[2] for s in samples})

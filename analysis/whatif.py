@@ -52,7 +52,7 @@ class Prediction:
 
 
 def _dma_calls(trace: Trace):
-    ev = trace.events
+    ev = trace.frame(["ts_ns", "dur_ns", "cpu", "group", "op", "dev"])
     sel = ev[(ev["group"] == "dma") & ev["op"].isin(MAP_OPS + UNMAP_OPS)]
     ts = sel["ts_ns"].astype("int64").to_numpy()
     dur = sel["dur_ns"].fillna(0).astype("int64").to_numpy()

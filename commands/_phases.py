@@ -22,10 +22,11 @@ def print_phases(traces: tuple[str, ...] | list[str], fmt: str) -> None:
     t = load_trace(path)
     try:
         wl = ph.load_workload(t)
-        table = ph.split(t.events, t.meta, wl)
+        ev = t.frame()  # no stacks needed: read once, without them
+        table = ph.split(ev, t.meta, wl)
     except ph.PhaseError as e:
         raise UserError(str(e)) from None
-    steps = ph.map_steps(t.events, t.meta, wl)
+    steps = ph.map_steps(ev, t.meta, wl)
     if fmt == "json":
         doc = {
             "trace": path,

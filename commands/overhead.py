@@ -75,9 +75,10 @@ def overhead(traces, results, plot, fmt, phases) -> None:
             res = od.find_results(path, t.meta, results[i] if results else None)
         except od.ResultsError as e:
             raise UserError(str(e)) from None
-        cells = od.count_events(t.events, t.meta, res)
+        ev = t.frame()  # no stacks needed: read once, without them
+        cells = od.count_events(ev, t.meta, res)
         name = os.path.basename(path)
-        singles.append((name, res, cells, od.outside_windows(t.events, t.meta, res)))
+        singles.append((name, res, cells, od.outside_windows(ev, t.meta, res)))
     kinds = {s[1].kind for s in singles}
     if len(kinds) > 1:
         raise UserError(f"the traces hold different benchmarks ({', '.join(sorted(kinds))})")

@@ -90,12 +90,15 @@ class Trace:
         except Exception as e:  # pyarrow raises several types for damaged files
             raise TraceError(f"{self.path}: corrupt trace file ({_why(e)})") from None
 
-    def frame(self, columns: list[str]) -> pd.DataFrame:
-        """These event columns as a DataFrame: strings categorical, numbers exact with nulls."""
+    def frame(
+        self, columns: list[str] | None = None, where: pc.Expression | None = None
+    ) -> pd.DataFrame:
+        """Event columns (all but the stacks if None) as a DataFrame like `events`: strings
+        and numbers Arrow-backed, 64-bit values exact with nulls. No stacks are joined, so
+        this is what analyses that need no frames read at scale; `where` (an Arrow
+        expression on those columns) keeps only the rows they look at, before pandas."""
         t = self.read(columns)
-        return t.to_pandas(
-            types_mapper=lambda t: None if pa.types.is_dictionary(t) else pd.ArrowDtype(t)
-        )
+        return _pandas(t if where is None else t.filter(where))
 
     def value_counts(self, column: str) -> dict:
         """Rows per value of a dictionary-coded column, counted on its codes (no strings)."""
@@ -136,10 +139,14 @@ class Trace:
         return self._stacks
 
     def frames(self, ids: pa.ChunkedArray | pa.Array) -> pa.Array:
-        """Stack ids to their frame lists (null where the id is null or unknown)."""
+        """Stack ids to their frame lists (null where the id is null or unknown).
+
+        Large lists of large strings: millions of events times their frames
+        exceed the 2 GiB a plain string array holds."""
         t = self.stack_rows()
         idx = pc.index_in(ids, value_set=t.column("stack_id").combine_chunks())
-        return t.column("frames").combine_chunks().take(idx)
+        frames = t.column("frames").combine_chunks().cast(pa.large_list(pa.large_string()))
+        return frames.take(idx)
 
     @property
     def table(self) -> pa.Table:
@@ -152,14 +159,9 @@ class Trace:
 
     @property
     def events(self) -> pd.DataFrame:
+        """Every event column plus kstack/ustack frame lists: for small traces."""
         if self._events is None:
-            # Arrow-backed columns keep 64-bit addresses exact despite nulls.
-            t = self.table
-            t = t.cast(pa.schema([
-                pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
-                for f in t.schema
-            ]))  # fmt: skip
-            self._events = t.to_pandas(types_mapper=pd.ArrowDtype)
+            self._events = _pandas(self.table)
         return self._events
 
     def workload(self) -> dict:
@@ -174,6 +176,16 @@ class Trace:
                 w = side.results if side else {}
             self._workload = w
         return self._workload
+
+
+def _pandas(t: pa.Table) -> pd.DataFrame:
+    # Arrow-backed columns keep 64-bit addresses exact despite nulls; dictionary
+    # strings become plain ones, so comparisons and groupby act as on any string.
+    t = t.cast(pa.schema([
+        pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+        for f in t.schema
+    ]))  # fmt: skip
+    return t.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def from_v1(table: pa.Table) -> tuple[pa.Table, pa.Table]:
