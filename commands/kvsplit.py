@@ -91,6 +91,15 @@ def kvsplit() -> None:
     """
 
 
+def _graphs_option(default: bool | None):
+    return click.option(
+        "--graphs/--no-graphs",
+        default=default,
+        help="run each step as one CUDA graph replay (default on CUDA), or issue it "
+        "eagerly from Python; the LP's CPU issue floor follows the mode",
+    )
+
+
 def _ints(ctx, param, value: str) -> list[int]:
     try:
         return [int(v) for v in value.split(",") if v.strip()]
@@ -125,6 +134,13 @@ def profile(model, hidden, heads, layers, ffn, dtype, batch, context, reps, outp
     prof.save(p, output)
     t0, bw = p.transfer_fit()
     click.echo(f"{p.device}: pinned H2D {bw / 1e9:.2f} GB/s + {t0 * 1e6:.1f} us per copy")
+    click.echo(
+        "  CPU issue per layer (without / with recompute): eager "
+        + " / ".join(f"{p.issue_time(r) * 1e6:.1f}" for r in (False, True))
+        + " us, CUDA graph replay "
+        + " / ".join(f"{p.issue_time(r, True) * 1e6:.1f}" for r in (False, True))
+        + " us"
+    )
     for b in batch:
         for n in context:
             c = schedule.costs(p, shape, b, n)
@@ -140,6 +156,7 @@ def profile(model, hidden, heads, layers, ffn, dtype, batch, context, reps, outp
     + "  iommu-trace kvsplit plan --profile h200.json --batch 8 --context 4096\n"
     + "  iommu-trace kvsplit plan --profile h200.json --schedule column --batches 8\n"
     + "  iommu-trace kvsplit plan --profile h200.json --map-cost-us 72 --map-chunk 64k\n"
+    + "  iommu-trace kvsplit plan --profile h200.json --batch 1 --context 1024 --no-graphs\n"
 )
 @click.option(
     "--profile",
@@ -174,6 +191,7 @@ def profile(model, hidden, heads, layers, ffn, dtype, batch, context, reps, outp
     "(README's lab: strict unmap 72.0 us per 64 KiB)",
 )
 @click.option("--map-chunk", default="64k", show_default=True, help="bytes per map")
+@_graphs_option(True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the plan as JSON")
 def plan(
     profile_path,
@@ -189,6 +207,7 @@ def plan(
     batches,
     map_cost_us,
     map_chunk,
+    graphs,
     output,
 ) -> None:
     """Pick the split with the LP and print the predicted layer and token time."""
@@ -203,7 +222,7 @@ def plan(
             f"{p.shape.dtype}); its recompute times are used as they are",
             err=True,
         )
-    c = schedule.costs(p, shape, batch, context)
+    c = schedule.costs(p, shape, batch, context, graphs)
     if map_cost_us:
         c = schedule.with_map_cost(c, map_cost_us * 1e-6, _size(map_chunk))
     pl = schedule.plan(c, shape.layers, sched, batches)
@@ -229,6 +248,7 @@ def plan(
     + "  iommu-trace kvsplit run --profile h200.json -o res.json --table res.md --plot res.svg\n"
     + "  iommu-trace record -o kv.iot -- iommu-trace kvsplit run --profile h200.json \\\n"
     + "      --batch 8 --context 1024 --splits 0,100 --iters 2\n"
+    + "  iommu-trace kvsplit run --profile h200.json --batch 1 --context 1024 --no-graphs\n"
     + "  iommu-trace kvsplit run --device cpu --profile h200.json --batch 2 --context 64\n"
 )
 @click.option(
@@ -261,6 +281,7 @@ def plan(
     show_default=True,
     help="cpu: numerical check only, no timing",
 )
+@_graphs_option(None)
 @click.option("-o", "--output", default="kvsplit-results.json", show_default=True)
 @click.option("--table", "table_path", type=click.Path(dir_okay=False), help="markdown table")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="SVG/PNG plot")
@@ -278,6 +299,7 @@ def run(
     layers_run,
     iters,
     device,
+    graphs,
     output,
     table_path,
     plot_path,
@@ -288,6 +310,10 @@ def run(
     from ..render import kvsplit as render
 
     _need_torch_cuda(device)
+    if graphs is None:
+        graphs = device == "cuda"
+    elif graphs and device != "cuda":
+        raise UserError("--graphs needs --device cuda (CUDA graphs); --device cpu runs eagerly")
     shape = _shape(model, hidden, heads, layers, ffn, dtype)
     configs = [(b, n) for b in batch for n in context]
     if profile_path:
@@ -299,7 +325,11 @@ def run(
 
     def show(cfg: dict) -> None:
         ch = cfg.get("chosen")
-        line = f"batch {cfg['batch']} context {cfg['context']}: LP split {cfg['plan']['split']}"
+        mode = "graphs" if cfg["graphs"] else "eager"
+        line = (
+            f"batch {cfg['batch']} context {cfg['context']} ({mode}): "
+            f"LP split {cfg['plan']['split']}"
+        )
         if ch:
             line += (
                 f", predicted {ch['predicted_layer_s'] * 1e3:.3f} ms/layer, measured "
@@ -309,7 +339,7 @@ def run(
         diff = max(r["max_abs_diff"] for r in cfg["splits"])
         click.echo(f"{line}; max |attention - baseline| {diff:.2g}")
 
-    res = sweep.run(shape, p, configs, splits, layers_run, iters, output, device, show)
+    res = sweep.run(shape, p, configs, splits, layers_run, iters, output, device, show, graphs)
     if table_path:
         with open(table_path, "w") as f:
             f.write(render.results_markdown(res))

@@ -4,7 +4,9 @@ pieces of a decode layer, measured with torch on the spot and saved as JSON.
 - transfer: seconds per pinned host-to-device copy by size, and the fit t = t0 + bytes/bw;
 - recompute: seconds of the K/V GEMM (rows = batch x tokens) for the model shape;
 - rest: seconds of the rest of the layer (attention over n cached tokens, O and FFN)
-  for each (batch, context) asked for.
+  for each (batch, context) asked for;
+- issue: the CPU's time to issue one layer, eager (every copy, event and kernel from
+  Python) and as a CUDA graph replay (one launch for the whole step).
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ class Profile:
     # CPU seconds to issue one layer's work (copies, events, kernels): (recomputes?, s).
     # A short layer is bound by it, not by the GPU or the link.
     issue: list[tuple[int, float]] = field(default_factory=list)
+    # The same as a CUDA graph replay: the graph launch's CPU cost per layer.
+    issue_graph: list[tuple[int, float]] = field(default_factory=list)
 
-    def issue_time(self, recompute: bool) -> float:
-        for r, t in self.issue:
+    def issue_time(self, recompute: bool, graphs: bool = False) -> float:
+        """CPU seconds to issue a layer in this mode; 0 where the profile has none."""
+        for r, t in self.issue_graph if graphs else self.issue:
             if bool(r) == recompute:
                 return t
         return 0.0
@@ -89,6 +94,7 @@ def profile_from_dict(d: dict) -> Profile:
         [tuple(p) for p in d["rest"]],
         d.get("notes", {}),
         [tuple(p) for p in d.get("issue", [])],
+        [tuple(p) for p in d.get("issue_graph", [])],
     )
 
 
@@ -169,7 +175,7 @@ def measure(
             lambda kv=kv, x0=x0: runtime.rest_of_layer(x0, kv, layer, shape.heads), s, reps
         )
         rest.append((b, n, t))
-    issue = measure_issue(shape, reps)
+    issue, issue_graph = measure_issue(shape, reps)
     return Profile(
         torch.cuda.get_device_name(dev),
         shape,
@@ -182,30 +188,45 @@ def measure(
             "statistic": "median, CUDA events, kernels queued behind a GPU sleep",
         },
         issue,
+        issue_graph,
     )
 
 
-def measure_issue(shape: ModelShape, reps: int, context: int = 256) -> list[tuple[int, float]]:
-    """CPU seconds per layer to issue decode_step, without and with recompute, measured
-    while the GPU sleeps so that nothing the CPU issues has to wait for it."""
+def _issue_time(issue, sleep_stream, layers: int, reps: int) -> float:
+    """Median CPU seconds per layer of issue(), while the GPU sleeps on sleep_stream."""
     import time
 
     import torch
 
+    times = []
+    for i in range(2 + reps):
+        torch.cuda.synchronize()
+        with torch.cuda.stream(sleep_stream):
+            torch.cuda._sleep(10 * SLEEP_CYCLES)
+        t = time.perf_counter()
+        issue()
+        if i >= 2:
+            times.append((time.perf_counter() - t) / layers)
+    torch.cuda.synchronize()
+    return statistics.median(times)
+
+
+def measure_issue(
+    shape: ModelShape, reps: int, context: int = 256
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """CPU seconds per layer to issue a decode step, without and with recompute: eager
+    (decode_step from Python) and as one CUDA graph replay; measured while the GPU
+    sleeps so that nothing the CPU issues has to wait for it."""
     from . import runtime
 
     m = runtime.build(shape, 1, context, 2, "cuda")
-    out = []
+    n, comp = len(m.layers), m.streams[1]
+    eager, graph = [], []
     for split in (0, context // 2):
-        times = []
-        for i in range(2 + reps):
-            torch.cuda.synchronize()
-            with torch.cuda.stream(m.streams[1]):
-                torch.cuda._sleep(10 * SLEEP_CYCLES)
-            t = time.perf_counter()
-            runtime.decode_step(m, split)
-            if i >= 2:
-                times.append((time.perf_counter() - t) / len(m.layers))
-        out.append((int(split > 0), statistics.median(times)))
-    torch.cuda.synchronize()
-    return out
+        g = runtime.capture(m, split)
+        eager.append(
+            (int(split > 0), _issue_time(lambda s=split: runtime.decode_step(m, s), comp, n, reps))
+        )
+        graph.append((int(split > 0), _issue_time(lambda g=g: g.replay(m), comp, n, reps)))
+        del g
+    return eager, graph

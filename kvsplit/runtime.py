@@ -3,6 +3,10 @@ host memory: per layer, the activations X of the first l cached tokens cross PCI
 the GPU recomputes their K and V (X·W_K, X·W_V) while the K and V of the other n-l
 tokens stream in on a second stream. l = 0 is the baseline (all KV transferred).
 
+A step runs eagerly (Python issues every copy, event and kernel, layer after layer) or
+as a CUDA graph captured once per split and replayed (one launch issues the whole step):
+a short layer is bound by the eager issue time, which the graph takes away.
+
 torch is imported here only: the planner runs without it.
 """
 
@@ -171,15 +175,68 @@ def decode_step(m: OffloadedModel, split: int) -> list[torch.Tensor]:
     return outs
 
 
-def time_step(m: OffloadedModel, split: int, iters: int = 5, warmup: int = 2) -> list[float]:
-    """Seconds per decode step over `layers_run` layers, each step timed with CUDA events."""
-    copy, comp = m.streams
+class GraphsUnavailable(RuntimeError):
+    """CUDA graphs cannot run for this model (say why in one line)."""
+
+
+def graphs_unavailable(m: OffloadedModel) -> str | None:
+    """Why this model cannot run as a CUDA graph, or None."""
+    if m.device.type != "cuda":
+        return f"CUDA graphs need a CUDA device (this model is on {m.device.type})"
+    if not torch.cuda.is_available():
+        return "CUDA graphs need a CUDA device (torch sees none)"
+    return None
+
+
+@dataclass
+class GraphStep:
+    """One decode step at one split captured as a CUDA graph. Its inputs are the model's
+    fixed buffers (x0, the pinned host caches, read again by every replay) and its
+    outputs are `outs`, which every replay rewrites in place."""
+
+    split: int
+    graph: torch.cuda.CUDAGraph
+    outs: list[torch.Tensor]
+
+    def replay(self, m: OffloadedModel) -> list[torch.Tensor]:
+        with torch.cuda.stream(m.streams[1]):
+            self.graph.replay()
+        return self.outs
+
+
+def capture(m: OffloadedModel, split: int) -> GraphStep:
+    """Capture decode_step(m, split) on the compute stream. The copy stream joins the
+    capture through decode_step's own fork (copy waits on compute) and join (compute
+    waits on the copies' events), so the graph keeps the two branches concurrent."""
+    why = graphs_unavailable(m)
+    if why:
+        raise GraphsUnavailable(why)
+    decode_step(m, split)  # cuBLAS handles and workspaces exist before capture
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g, stream=m.streams[1]):
+        outs = decode_step(m, split)
+    torch.cuda.synchronize()
+    return GraphStep(split, g, outs)
+
+
+def time_step(
+    m: OffloadedModel, split: int, iters: int = 5, warmup: int = 2, graph: GraphStep | None = None
+) -> list[float]:
+    """Seconds per decode step over `layers_run` layers, each step timed with CUDA events
+    from an idle GPU: eager (issued from Python) or, with `graph`, one replay."""
+    comp = m.streams[1]
+    if graph is not None and graph.split != split:
+        raise ValueError(f"graph captured for split {graph.split}, not {split}")
     times = []
     for it in range(warmup + iters):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize()
         start.record(comp)
-        decode_step(m, split)
+        if graph is None:
+            decode_step(m, split)
+        else:
+            graph.replay(m)
         end.record(comp)
         end.synchronize()
         if it >= warmup:
@@ -187,14 +244,22 @@ def time_step(m: OffloadedModel, split: int, iters: int = 5, warmup: int = 2) ->
     return times
 
 
-def compare(m: OffloadedModel, split: int) -> float:
-    """Largest absolute difference of any layer's attention output, split vs baseline."""
+def _outputs(m: OffloadedModel, split: int, graph: GraphStep | None = None) -> list[torch.Tensor]:
+    outs = decode_step(m, split) if graph is None else graph.replay(m)
+    if m.streams:
+        torch.cuda.synchronize()
+    return [o.float().cpu() for o in outs]
 
-    def run(split: int) -> list[torch.Tensor]:
-        outs = decode_step(m, split)
-        if m.streams:
-            torch.cuda.synchronize()
-        return [o.float().cpu() for o in outs]
 
-    base, plan = run(0), run(split)
-    return max(float((a - p).abs().max()) for a, p in zip(base, plan, strict=True))
+def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
+
+
+def compare(m: OffloadedModel, split: int, graph: GraphStep | None = None) -> float:
+    """Largest absolute difference of any layer's attention output from the eager
+    baseline (split 0): the eager split's and, with `graph`, the graph replay's too."""
+    base = _outputs(m, 0)
+    diff = _max_diff(base, _outputs(m, split)) if split else 0.0
+    if graph is not None:
+        diff = max(diff, _max_diff(base, _outputs(m, split, graph)))
+    return diff

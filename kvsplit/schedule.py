@@ -7,6 +7,7 @@ row-by-row (latency; weights resident, one batch, layer after layer):
     T >= t(l*A) + t((n-l)*K) + rest the link carries the activations, then the rest of KV
     T >= t(l*A) + r(B*l) + rest     recompute starts once the activations are in
     T >= issue(l > 0)               the CPU's time to issue the layer's copies and kernels
+                                    (eager: from Python; CUDA graphs: the replay's launch)
     (T is the layer: attention/FFN, rest(B, n), need the whole K/V)
 column-by-column (throughput; weights also offloaded, loaded once per layer and reused by
 m batches; the next batch's transfers overlap this batch's compute):
@@ -45,12 +46,14 @@ class Costs:
     context: int
     issue0: float = 0.0  # CPU s to issue a layer without recompute
     issue1: float = 0.0  # ... with recompute
+    graphs: bool = False  # the issue times are a CUDA graph replay's, not eager issue's
 
     def transfer(self, nbytes: float) -> float:
         return self.t0 + nbytes * self.per_byte if nbytes > 0 else 0.0
 
 
-def costs(p: Profile, shape: ModelShape, batch: int, context: int) -> Costs:
+def costs(p: Profile, shape: ModelShape, batch: int, context: int, graphs: bool = False) -> Costs:
+    """The cost model from a profile; `graphs` picks the issue floor of CUDA graph replay."""
     t0, bw = p.transfer_fit()
     c0, c1 = p.recompute_fit(batch * context)
     return Costs(
@@ -64,8 +67,9 @@ def costs(p: Profile, shape: ModelShape, batch: int, context: int) -> Costs:
         shape.weight_bytes(),
         batch,
         context,
-        p.issue_time(False),
-        p.issue_time(True),
+        p.issue_time(False, graphs),
+        p.issue_time(True, graphs),
+        graphs,
     )
 
 

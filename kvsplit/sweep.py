@@ -25,17 +25,21 @@ def measure_config(
     layers_run: int,
     iters: int,
     device: str = "cuda",
+    graphs: bool = False,
 ) -> dict:
+    """One (batch, context): every split timed eagerly or, with `graphs`, as a CUDA graph
+    replay (captured per split), and checked against the eager baseline's output."""
     from . import runtime
 
-    c = schedule.costs(prof, shape, batch, context)
+    c = schedule.costs(prof, shape, batch, context, graphs)
     p = schedule.plan(c, shape.layers)
     splits = sorted(set(schedule.split_grid(context, percents)) | {p.split})
     m = runtime.build(shape, batch, context, layers_run, device)
     rows: list[dict[str, Any]] = []
     for s in splits:
+        g = runtime.capture(m, s) if graphs else None
         if device == "cuda":
-            times = [t / layers_run for t in runtime.time_step(m, s, iters)]
+            times = [t / layers_run for t in runtime.time_step(m, s, iters, graph=g)]
         else:
             times = []
         rows.append(
@@ -45,13 +49,21 @@ def measure_config(
                 "predicted_layer_s": schedule.predict(c, s),
                 "measured_layer_s": statistics.median(times) if times else None,
                 "measured_layer_s_all": times,
-                "max_abs_diff": runtime.compare(m, s) if s else 0.0,
+                # graphs: the replay's and the eager split's output vs the eager baseline
+                "max_abs_diff": runtime.compare(m, s, g),
             }
         )
+        del g  # its memory pool with it
     del m
     by = {r["split"]: r for r in rows}
     chosen, base = by[p.split], by[0]
-    out: dict[str, Any] = {"batch": batch, "context": context, "plan": p.to_dict(), "splits": rows}
+    out: dict[str, Any] = {
+        "batch": batch,
+        "context": context,
+        "graphs": graphs,
+        "plan": p.to_dict(),
+        "splits": rows,
+    }
     if chosen["measured_layer_s"] is not None:
         out["chosen"] = {
             "split": p.split,
@@ -76,6 +88,7 @@ def run(
     out_path: str | None,
     device: str = "cuda",
     progress: Callable[[dict], None] | None = None,
+    graphs: bool = False,
 ) -> dict:
     res: dict[str, Any] = {
         "format": FORMAT,
@@ -83,13 +96,15 @@ def run(
         "shape": shape.to_dict(),
         "layers_run": layers_run,
         "iters": iters,
-        "statistic": "median of per-step CUDA-event times / layers_run",
+        "graphs": graphs,
+        "statistic": "median of per-step CUDA-event times / layers_run"
+        + (", one CUDA graph replay per step" if graphs else ", issued eagerly"),
         "profile": prof.to_dict(),
         "configs": [],
     }
     for b, n in configs:
         res["configs"].append(
-            measure_config(shape, prof, b, n, percents, layers_run, iters, device)
+            measure_config(shape, prof, b, n, percents, layers_run, iters, device, graphs)
         )
         if progress:
             progress(res["configs"][-1])

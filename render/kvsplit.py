@@ -9,6 +9,10 @@ def _ms(s: float | None) -> str:
     return "-" if s is None else f"{s * 1e3:.3f}"
 
 
+def _mode(graphs: bool) -> str:
+    return "CUDA graphs" if graphs else "eager"
+
+
 def plan_text(p: Plan, layers: int) -> str:
     c = p.costs
     what = "per layer" if p.schedule == "row" else f"per layer, {p.batches} batches"
@@ -19,6 +23,8 @@ def plan_text(p: Plan, layers: int) -> str:
             f"  link: {c['t0'] * 1e6:.1f} us + {1e-9 / c['per_byte']:.2f} GB/s;"
             f"  recompute: {c['c0'] * 1e6:.1f} us + {c['c1'] * 1e9:.2f} ns/row;"
             f"  rest of layer {c['rest'] * 1e3:.3f} ms",
+            f"  CPU issue floor ({_mode(c.get('graphs', False))}): "
+            f"{c['issue0'] * 1e6:.1f} us per layer, {c['issue1'] * 1e6:.1f} with recompute",
             f"  split: recompute {p.split} of {p.context} tokens ({p.fraction:.0%})",
             f"  predicted {what}: {p.layer_s * 1e3:.3f} ms (full transfer"
             f" {p.baseline_layer_s * 1e3:.3f} ms), gain {p.gain:+.1%}",
@@ -35,7 +41,8 @@ def results_markdown(res: dict) -> str:
         base = next(r for r in cfg["splits"] if r["split"] == 0)
         ch = cfg.get("chosen", {})
         lines += [
-            f"**batch {cfg['batch']}, context {cfg['context']}** — LP's split "
+            f"**batch {cfg['batch']}, context {cfg['context']}, "
+            f"{_mode(cfg.get('graphs', False))}** — LP's split "
             f"{cfg['plan']['split']} ({cfg['plan']['fraction']:.0%})"
             + (
                 f": predicted {_ms(ch['predicted_layer_s'])} ms, measured "
@@ -76,7 +83,10 @@ def results_plot(res: dict, path: str) -> None:
         if all(m is not None for m in meas):
             ax.plot(xs, [1e3 * m for m in meas], "o", ms=4, label="measured")
         ax.axvline(100 * cfg["plan"]["fraction"], color="grey", ls=":", label="LP split")
-        ax.set_title(f"batch {cfg['batch']}, context {cfg['context']}", fontsize=9)
+        ax.set_title(
+            f"batch {cfg['batch']}, context {cfg['context']}, {_mode(cfg.get('graphs', False))}",
+            fontsize=9,
+        )
         ax.set_xlabel("tokens recomputed (%)")
         ax.set_ylim(bottom=0)
     axes[0][0].set_ylabel("ms per layer")
