@@ -66,6 +66,16 @@ def _load_profile(path: str):
         raise UserError(f"{path}: {e}") from e
 
 
+def _note_missing_floor(p, graphs: bool) -> None:
+    if not p.has_issue(graphs):
+        mode = "CUDA-graph" if graphs else "eager"
+        click.echo(
+            f"note: the profile has no {mode} CPU issue floor (measured by an older "
+            "`kvsplit profile`); it counts as 0",
+            err=True,
+        )
+
+
 def _size(s: str) -> int:
     mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     s = s.strip().lower()
@@ -222,6 +232,7 @@ def plan(
             f"{p.shape.dtype}); its recompute times are used as they are",
             err=True,
         )
+    _note_missing_floor(p, graphs)
     c = schedule.costs(p, shape, batch, context, graphs)
     if map_cost_us:
         c = schedule.with_map_cost(c, map_cost_us * 1e-6, _size(map_chunk))
@@ -322,6 +333,8 @@ def run(
         p = prof.measure(shape, configs)
     else:
         raise UserError("--device cpu needs --profile (the CPU is not profiled)")
+    if device == "cuda":
+        _note_missing_floor(p, graphs)
 
     def show(cfg: dict) -> None:
         ch = cfg.get("chosen")

@@ -37,6 +37,9 @@ class Profile:
     # The same as a CUDA graph replay: the graph launch's CPU cost per layer.
     issue_graph: list[tuple[int, float]] = field(default_factory=list)
 
+    def has_issue(self, graphs: bool = False) -> bool:
+        return bool(self.issue_graph if graphs else self.issue)
+
     def issue_time(self, recompute: bool, graphs: bool = False) -> float:
         """CPU seconds to issue a layer in this mode; 0 where the profile has none."""
         for r, t in self.issue_graph if graphs else self.issue:

@@ -244,7 +244,9 @@ def time_step(
     return times
 
 
-def _outputs(m: OffloadedModel, split: int, graph: GraphStep | None = None) -> list[torch.Tensor]:
+def outputs(m: OffloadedModel, split: int, graph: GraphStep | None = None) -> list[torch.Tensor]:
+    """Each layer's attention output of one step (eager, or a replay of `graph`), on the
+    CPU once the GPU has finished (the streams are not the default one)."""
     outs = decode_step(m, split) if graph is None else graph.replay(m)
     if m.streams:
         torch.cuda.synchronize()
@@ -258,8 +260,8 @@ def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 def compare(m: OffloadedModel, split: int, graph: GraphStep | None = None) -> float:
     """Largest absolute difference of any layer's attention output from the eager
     baseline (split 0): the eager split's and, with `graph`, the graph replay's too."""
-    base = _outputs(m, 0)
-    diff = _max_diff(base, _outputs(m, split)) if split else 0.0
+    base = outputs(m, 0)
+    diff = _max_diff(base, outputs(m, split)) if split else 0.0
     if graph is not None:
-        diff = max(diff, _max_diff(base, _outputs(m, split, graph)))
+        diff = max(diff, _max_diff(base, outputs(m, split, graph)))
     return diff

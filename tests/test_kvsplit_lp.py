@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import random
+from dataclasses import replace
 
 import pytest
 
+from iommu_trace.kvsplit import profile as P
 from iommu_trace.kvsplit import schedule as S
+from iommu_trace.kvsplit.shape import OPT
+
+from conftest import TRACES
 
 A = 8192  # activation bytes per token (hidden 4096, fp16, batch 1)
 
@@ -94,3 +100,23 @@ def test_column_schedule_reuses_weights():
     c = costs(n=1000, c1=(2 / 3) * A / 50e9, rest=1e-5)
     p1, p8 = S.plan(c, 32, "column", 1), S.plan(c, 32, "column", 8)
     assert p8.batches == 8 and p8.tokens_per_s > p1.tokens_per_s  # the weights load once
+
+
+def test_the_issue_floor_follows_the_mode():
+    # the second H200 profile measured eager issue at 0.60 ms (0.71 with recompute) per layer
+    eager_only = P.load(TRACES / "kvsplit/h200-profile-issue-timed.json")
+    prof = replace(eager_only, issue_graph=[(0, 4e-6), (1, 5e-6)])
+    shape = OPT["opt-6.7b"]
+    eager, graphs = S.costs(prof, shape, 1, 1024), S.costs(prof, shape, 1, 1024, graphs=True)
+    assert (eager.issue0, eager.issue1, eager.graphs) == (*[t for _, t in prof.issue], False)
+    assert (graphs.issue0, graphs.issue1, graphs.graphs) == (4e-6, 5e-6, True)
+    # eager: the layer is bound by the CPU, and recompute's extra issue is not worth it
+    assert S.solve(eager) == 0 and S.plan(eager, 32).gain == 0.0
+    # graphs: the floor is far below the GPU's time, so the GPU model alone decides
+    no_floor = S.costs(replace(prof, issue=[]), shape, 1, 1024)
+    assert S.solve(graphs) == S.solve(no_floor) and 0.7 < S.solve(graphs) / 1024 < 0.85
+    assert S.predict(graphs, S.solve(graphs)) == S.predict(no_floor, S.solve(no_floor))
+    # a profile with no graph floor measured counts it as 0; it survives a round trip
+    assert eager_only.issue_time(True, graphs=True) == 0.0
+    again = P.profile_from_dict(json.loads(json.dumps(prof.to_dict())))
+    assert again.issue_graph == prof.issue_graph and again.issue == prof.issue
