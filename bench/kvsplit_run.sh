@@ -1,5 +1,6 @@
 #!/bin/bash
-# The GPU-machine run behind traces/kvsplit/ (docs/kvsplit.md): profile, sweep, one recording.
+# The GPU-machine run behind traces/kvsplit/h200-* (docs/kvsplit.md): profile, eager sweep,
+# one recording (bench/kvsplit_graphs.sh runs the CUDA-graph sweep).
 # From the repo root (BCC's .debs in .bcc/ for the recording); results go to $OUT.
 exec > >(tee -a "$OUT/log.txt") 2>&1
 source bench/device_cli.sh
@@ -13,13 +14,13 @@ $IT kvsplit profile --batch 1,8 --context 1024,4096 -o "$OUT/profile.json" || ec
     $IT kvsplit plan --profile "$OUT/profile.json" --batch $b --context $n
 done; done
 step sweep
-$IT kvsplit run --profile "$OUT/profile.json" --batch 1,8 --context 1024,4096 --iters 7 \
+$IT kvsplit run --no-graphs --profile "$OUT/profile.json" --batch 1,8 --context 1024,4096 --iters 7 \
     -o "$OUT/results.json" --table "$OUT/results.md" || echo FAILED sweep
 if [ -d .bcc ] && [ "${KVSPLIT_RECORD:-1}" = 1 ]; then
     step record
     source .bcc/unpack-bcc.sh .bcc
     timeout 90 $IT record -o "$OUT/kvsplit.iot" --probe cudaMemcpyAsync -- \
-        $IT kvsplit run --profile "$OUT/profile.json" --batch 8 --context 1024 --splits 0,100 \
+        $IT kvsplit run --no-graphs --profile "$OUT/profile.json" --batch 8 --context 1024 --splits 0,100 \
         --iters 2 --layers-run 2 -o "$OUT/recorded.json" || echo FAILED record
     $IT info "$OUT/kvsplit.iot" | sed -n '1,40p'
 fi
