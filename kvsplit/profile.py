@@ -219,7 +219,8 @@ def measure_issue(
 ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """CPU seconds per layer to issue a decode step, without and with recompute: eager
     (decode_step from Python) and as one CUDA graph replay; measured while the GPU
-    sleeps so that nothing the CPU issues has to wait for it."""
+    sleeps so that nothing the CPU issues has to wait for it. A replay's cost is per
+    step, not per layer: spread over this 2-layer step it is an upper bound for more."""
     from . import runtime
 
     m = runtime.build(shape, 1, context, 2, "cuda")
