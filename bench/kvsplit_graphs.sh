@@ -11,18 +11,18 @@ step env
 nvidia-smi --query-gpu=name,driver_version,pci.bus_id,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader
 python3 -c 'import torch, scipy; print("torch", torch.__version__, "scipy", scipy.__version__)'
 step profile
-timeout 40 $IT kvsplit profile --batch 1,8 --context 1024,4096 -o "$OUT/profile.json" \
+timeout 30 $IT kvsplit profile --batch 1,8 --context 1024,4096 -o "$OUT/profile.json" \
     || echo FAILED profile
 step sweep-graphs
-timeout 100 $IT kvsplit run --graphs --profile "$OUT/profile.json" --batch 1,8 \
+timeout 85 $IT kvsplit run --graphs --profile "$OUT/profile.json" --batch 1,8 \
     --context 1024,4096 --iters "$ITERS" -o "$OUT/results.json" --table "$OUT/results.md" \
     --plot "$OUT/results.svg" || echo FAILED sweep-graphs
 step sweep-eager
-timeout 30 $IT kvsplit run --no-graphs --profile "$OUT/profile.json" --batch 1 --context 1024 \
+timeout 25 $IT kvsplit run --no-graphs --profile "$OUT/profile.json" --batch 1 --context 1024 \
     --iters "$ITERS" -o "$OUT/results-eager.json" --table "$OUT/results-eager.md" \
     || echo FAILED sweep-eager
 step tests
-timeout 30 python3 -m pytest -q -rs -p no:cacheprovider tests/test_kvsplit_runtime.py \
+timeout 25 python3 -m pytest -q -rs -p no:cacheprovider tests/test_kvsplit_runtime.py \
     -k graph_replay || echo FAILED tests
 step summary
 grep -h "CPU issue\|LP split" "$OUT/log.txt" | grep -v "^+"
