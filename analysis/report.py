@@ -1,29 +1,24 @@
-"""`iommu-trace report`: counts and rates of maps, unmaps, flushes and IOVA traffic.
+"""`iommu-trace report`'s figures: counts and rates of maps, unmaps, flushes and IOVA traffic.
 
 Per category, per device, by mapping size, over time, and per phase (setup
 before the workload, the workload's own runs, teardown), with the workload's
-measured throughput where the trace has it.
+measured throughput where the trace has it. `build` returns them as one dict
+(the `--format json` document); render/report.py writes the text and CSV.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-
 import numpy as np
 
-from ..render.table import grid
 from ..tracefile.reader import Trace
 from . import columns
 from . import events as E
 from .columns import Columns
-from .taxonomy import BY_NAME
 
 MAP_CATEGORIES = ("dma_map", "iommu_map")
 
 
-def _rate(n: int | None, secs: float) -> float | None:
+def rate(n: int | None, secs: float) -> float | None:
     return None if n is None or secs <= 0 else n / secs
 
 
@@ -146,7 +141,7 @@ def build(trace: Trace, bins: int = 10) -> dict:
                 "start_s": (t0 - start) / 1e9,
                 "duration_s": dur,
                 "counts": pc,
-                "flush_rate_per_s": _rate(pc["flush"], dur),
+                "flush_rate_per_s": rate(pc["flush"], dur),
                 "flushes_per_unmap": pc["flush"] / pu if pc["flush"] is not None and pu else None,
             }
         )
@@ -157,7 +152,7 @@ def build(trace: Trace, bins: int = 10) -> dict:
         "duration_s": secs,
         "counts": c,
         "exact_counts": trace.meta.get("counts") or {},
-        "rates_per_s": {k: _rate(v, secs) for k, v in c.items()},
+        "rates_per_s": {k: rate(v, secs) for k, v in c.items()},
         "flushes_per_unmap": c["flush"] / unmaps if c["flush"] is not None and unmaps else None,
         "flush_probes": list(E.flush_probes(trace)),
         "dropped": sum((trace.meta.get("drops") or {}).values()) + (trace.meta.get("lost") or 0),
@@ -167,117 +162,3 @@ def build(trace: Trace, bins: int = 10) -> dict:
         "phases": phases,
         "workload": _workload(trace),
     }
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:,.2f}" if abs(v) < 1000 else f"{v:,.0f}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-def _table(rows: list[list], header: list[str]) -> list[str]:
-    cells = [header] + [[_fmt(x) for x in r] for r in rows]
-    return grid(header, cells[1:], right=range(1, len(header))).split("\n")
-
-
-def to_text(r: dict) -> str:
-    out = [
-        f"{r['trace']}: IOMMU {r['mode']}, kernel {r['kernel']}, {r['duration_s']:.3f} s"
-        + (f", {r['dropped']} events dropped" if r["dropped"] else ""),
-        "",
-    ]
-    rows = [
-        [BY_NAME[k].label, v, r["rates_per_s"][k]] for k, v in r["counts"].items() if v is not None
-    ]
-    out += _table(rows, ["event", "count", "per second"])
-    fpu = r["flushes_per_unmap"]
-    out.append(
-        f"\nIOTLB flushes per unmap: {_fmt(fpu)}   (flushes counted at: "
-        f"{', '.join(r['flush_probes']) or 'no flush probe attached'})"
-    )
-    if r["workload"]:
-        w = r["workload"]
-        out.append(
-            f"workload: {w['bytes']:,} bytes in {w['elapsed_s']:.3f} s = "
-            f"{_fmt(w['throughput_MBps'])} MB/s over {w['runs']} run(s)"
-        )
-    out += ["", "phases:"]
-    out += _table(
-        [
-            [
-                p["phase"],
-                p["duration_s"],
-                p["counts"].get("dma_map"),
-                p["counts"].get("iommu_map"),
-                E.unmaps(p["counts"]),
-                p["counts"].get("flush"),
-                p["flush_rate_per_s"],
-                p["flushes_per_unmap"],
-            ]
-            for p in r["phases"]
-        ],
-        [
-            "phase",
-            "seconds",
-            "dma maps",
-            "iommu maps",
-            "unmaps",
-            "flushes",
-            "flushes/s",
-            "flush/unmap",
-        ],
-    )
-    if r["devices"]:
-        out += ["", "per device (DMA API):"]
-        out += _table(
-            [[d["dev"], d["maps"], d["unmaps"], d["bytes_mapped"]] for d in r["devices"]],
-            ["device", "maps", "unmaps", "bytes mapped"],
-        )
-    if r["size_histogram"]:
-        out += ["", "mapping sizes:"]
-        out += _table(
-            [[h["layer"], h["size_le"], h["count"]] for h in r["size_histogram"]],
-            ["layer", "size <= bytes", "count"],
-        )
-    if r["timeline"]:
-        out += ["", "timeline:"]
-        out += _table(
-            [
-                [
-                    f"{t['t0_s']:.3f}-{t['t1_s']:.3f}",
-                    t["dma_map"],
-                    t["iommu_map"],
-                    t["iommu_unmap"],
-                    t["dma_unmap"],
-                    t["flush"],
-                ]
-                for t in r["timeline"]
-            ],
-            ["seconds", "dma maps", "iommu maps", "iommu unmaps", "dma unmaps", "flushes"],
-        )
-    return "\n".join(out)
-
-
-def to_csv(r: dict) -> str:
-    """One row per (section, key): flat enough for a spreadsheet."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["section", "key", "count", "per_second"])
-    for k, v in r["counts"].items():
-        w.writerow(["counts", k, v, r["rates_per_s"][k]])
-    w.writerow(["ratio", "flushes_per_unmap", r["flushes_per_unmap"], ""])
-    for p in r["phases"]:
-        for k, v in p["counts"].items():
-            w.writerow([f"phase:{p['phase']}", k, v, _rate(v, p["duration_s"])])
-    for h in r["size_histogram"]:
-        w.writerow([f"sizes:{h['layer']}", h["size_le"], h["count"], ""])
-    for t in r["timeline"]:
-        for k in ("dma_map", "iommu_map", "iommu_unmap", "dma_unmap", "flush"):
-            w.writerow([f"timeline:{t['t0_s']:.3f}", k, t[k], ""])
-    return buf.getvalue()
-
-
-def to_json(r: dict) -> str:
-    return json.dumps(r, indent=2, default=str)

@@ -1,13 +1,10 @@
-"""`iommu-trace info`: a trace's provenance, probes and counts."""
+"""`iommu-trace info`'s figures: a trace's provenance, probes and counts (render/summary.py
+writes them)."""
 
 from __future__ import annotations
 
-import json
-import shlex
-
 import pyarrow.compute as pc
 
-from ..render.table import grid
 from ..tracefile.reader import Trace
 
 
@@ -103,99 +100,3 @@ def recording_cost(m: dict) -> dict | None:
         "recorder_share": rec_s / wl_s if rec_s is not None and wl_s else None,
         "bpf_s": bpf["run_time_ns"] / 1e9 if "run_time_ns" in bpf else None,
     }
-
-
-def _cost_line(c: dict) -> str:
-    parts = []
-    if c["startup_s"] is not None:
-        parts.append(
-            f"start-up {c['startup_s']:.2f} s"
-            + (f" (BPF compile {c['compile_s']:.2f} s)" if c["compile_s"] is not None else "")
-        )
-    if c["recorder_cpu_s"] is not None:
-        parts.append(
-            f"recorder CPU {c['recorder_cpu_s']:.2f} s while the command ran"
-            + (
-                f" ({100 * c['recorder_share']:.1f}% of the command's {c['workload_cpu_s']:.2f} s)"
-                if c["recorder_share"] is not None
-                else ""
-            )
-        )
-    if c["bpf_s"] is not None:
-        parts.append(f"in BPF programs {c['bpf_s']:.3f} s")
-    return "cost       " + ", ".join(parts)
-
-
-def _clip(text: str, n: int) -> str:
-    """Long values (a VM's kernel command line) cut for the terminal; --format json has all."""
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def to_json(s: dict) -> str:
-    return json.dumps(s, indent=2, default=str)
-
-
-def to_text(s: dict) -> str:
-    cmd = shlex.join(s["command"]) if s["command"] else f"({s['follow']})"
-    lines = [
-        f"trace      {s['path']}  ({s['format']}, "
-        + ("finalized)" if s["finalized"] else "NOT finalized)"),
-        f"command    {cmd}",
-        f"exit       {s['exit_status']}"
-        + (f"  (stopped by signal {s['stop_signal']})" if s["stop_signal"] else ""),
-        f"started    {s['start']}  duration {s['duration_s']:.3f} s"
-        if s["duration_s"] is not None
-        else f"started    {s['start']}",
-        f"host       {s['hostname']}  kernel {s['kernel']}",
-        f"cmdline    {_clip(s['cmdline'] or '', 160)}",
-        f"iommu      {s['iommu_mode']}"
-        + (f" (driver: {s['iommu_vendor']})" if s.get("iommu_vendor") else "")
-        + "".join(
-            f"\n             group {g['group']}: {g['type']} ({', '.join(g['devices'][:4])}"
-            + ("…" if len(g["devices"]) > 4 else "")
-            + ")"
-            for g in s["iommu_groups"][:12]
-        ),
-        f"headers    {s['headers']}",
-        f"buffer     {s['buffer']}, addresses {s['addresses']}",
-        f"events     {s['events']} in file, {s['dropped']} dropped"
-        + (f", {s['withheld']} WITHHELD by the kernel" if s.get("withheld") else ""),
-    ]
-    if s["cost"]:
-        lines.append(_cost_line(s["cost"]))
-    if s["workload"]:
-        lines.append("workload   " + ", ".join(f"{k}={v}" for k, v in s["workload"].items()))
-    lines.append("")
-    rows = [("PROBE", "GROUP", "STATUS", "COUNT", "IN FILE", "DROPPED", "TARGET / REASON")]
-    withheld = [p for p in s["probes"] if p.get("withheld")]
-    for p in s["probes"]:
-        if p["status"] == "disabled":
-            continue
-        rows.append(
-            (
-                p["name"],
-                p["group"],
-                p["status"],
-                "" if p["count"] is None else str(p["count"]),
-                str(p["in_file"]) if p["status"] == "attach" else "",
-                str(p["dropped"]) if p["dropped"] else "",
-                p["target"] if p["status"] == "attach" else p["reason"],
-            )
-        )
-    lines += grid(rows[0], rows[1:], right=range(3, 6)).split("\n")
-    for p in withheld:
-        lines.append(
-            f"withheld: {p['name']} fired {p['count'] + p['withheld']} times, {p['withheld']} "
-            "of them never reached the trace (tracefs record over the perf trace buffer); "
-            "record with raw tracepoints (BTF) to see them"
-        )
-    if s.get("withheld_unchecked"):
-        lines.append(
-            "note: tracefs record path with no raw-tracepoint counter (no BTF): events the "
-            f"kernel withheld are not counted for {', '.join(s['withheld_unchecked'])}"
-        )
-    off = [p["name"] for p in s["probes"] if p["status"] == "disabled"]
-    if off:
-        lines.append(f"opt-in, not enabled: {', '.join(off)}")
-    lines += [f"note: {n}" for n in s["notes"]]
-    return "\n".join(lines)

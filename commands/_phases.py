@@ -12,9 +12,8 @@ from ._load import load_trace
 
 def print_phases(traces: tuple[str, ...] | list[str], fmt: str) -> None:
     """FlexGen's setup/prefill/decode split (`overhead --phases`, `report --phases`)."""
-    import json
-
     from ..analysis import phases as ph
+    from ..render import phases as rp
 
     if len(traces) != 1:
         raise UserError("--phases reads one trace")
@@ -28,14 +27,8 @@ def print_phases(traces: tuple[str, ...] | list[str], fmt: str) -> None:
         raise UserError(str(e)) from None
     steps = ph.map_steps(ev, t.meta, wl)
     if fmt == "json":
-        doc = {
-            "trace": path,
-            "workload": {k: v for k, v in wl.items() if k != "steps"},
-            "phases": json.loads(table.to_json(orient="records")),
-            "decode_steps_with_maps": steps,
-        }
-        click.echo(json.dumps(doc, indent=1))
+        click.echo(rp.to_json(path, table, wl, steps))
     elif fmt == "csv":
-        click.echo(table.to_csv(index=False), nl=False)
+        click.echo(rp.to_csv(table), nl=False)
     else:
-        click.echo(ph.text(os.path.basename(path), table, wl, steps))
+        click.echo(rp.text(os.path.basename(path), table, wl, steps))

@@ -28,17 +28,16 @@ EXAMPLES = (
 def compare(traces, output, fmt) -> None:
     """The same figures side by side for two or more traces, with ratios to the first."""
     from ..analysis import side_by_side as cmp
+    from ..render import compare as rc
 
     if len(traces) < 2:
         raise UserError("compare needs two or more traces")
     loaded = [load_trace(t) for t in traces]
     c = cmp.build(loaded)
-    click.echo(
-        {"text": cmp.to_text, "json": cmp.to_json, "csv": cmp.to_csv}[fmt](c), nl=fmt != "csv"
-    )
+    click.echo({"text": rc.to_text, "json": rc.to_json, "csv": rc.to_csv}[fmt](c), nl=fmt != "csv")
     if output:
         try:
-            cmp.plot(c, output)
+            rc.plot(c, output)
         except ValueError as e:
             raise UserError(str(e)) from None
         click.echo(f"wrote {output}", err=True)

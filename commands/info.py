@@ -17,7 +17,8 @@ EXAMPLES = "\b\nExamples:\n  iommu-trace info run.iot\n  iommu-trace info run.io
 def info(trace, fmt) -> None:
     """What a trace holds: command, kernel, IOMMU mode, probes, counts, drops."""
     from ..analysis import summary
+    from ..render import summary as rs
 
     t = load_trace(trace)
     s = summary.summarize(t)
-    click.echo(summary.to_json(s) if fmt == "json" else summary.to_text(s))
+    click.echo(rs.to_json(s) if fmt == "json" else rs.to_text(s))

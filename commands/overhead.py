@@ -1,8 +1,8 @@
 """`iommu-trace overhead`: measured operation cost joined with the DMA/IOMMU events of its window.
 
 The work is in analysis/: overhead_data (results + event counts), overhead_fit
-(overhead %, cost per event), overhead_report (tables), render.overhead_plot (the arch plot)
-and phases (FlexGen's setup/prefill/decode split).
+(overhead %, cost per event) and phases (FlexGen's setup/prefill/decode split); what
+is printed in render/: overhead (tables), overhead_plot (the arch plot), phases.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def overhead(traces, results, plot, fmt, phases) -> None:
         return
     from ..analysis import overhead_data as od
     from ..analysis import overhead_fit as oc
-    from ..analysis import overhead_report as rep
+    from ..render import overhead as rep
 
     if results and len(results) != len(traces):
         raise UserError("give one --results per trace, in the same order")

@@ -46,6 +46,7 @@ def report(trace, fmt, bins, phases) -> None:
     from ..analysis import iommu_time, pmu_counts
     from ..render import iommu_time as rt
     from ..render import pmu as rp
+    from ..render import report as rr
 
     t = load_trace(trace)
     r = rep.build(t, bins=bins)
@@ -54,7 +55,7 @@ def report(trace, fmt, bins, phases) -> None:
     if fmt == "json":
         r["iommu_time"] = rt.to_dict(it)
         r["pmu"] = dataclasses.asdict(pm)
-    out = {"text": rep.to_text, "json": rep.to_json, "csv": rep.to_csv}[fmt](r)
+    out = {"text": rr.to_text, "json": rr.to_json, "csv": rr.to_csv}[fmt](r)
     if fmt == "text":
         out += "\n\n" + rt.to_text(it) + "\n\n" + rp.to_text(pm)
     click.echo(out, nl=fmt != "csv")

@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 from ..analysis.iommu_time import IommuTime
-from ..analysis.report import _table
+from .report import table
 
 
 def _us(v: float | None) -> str:
@@ -31,7 +31,7 @@ def to_text(t: IommuTime) -> str:
         ])  # fmt: skip
     header = ["phase", "op", "calls", "T_IOMMU median us", "p99 us", "mean us",
               "call median us", "share median", "share of sum", "by component (s)"]  # fmt: skip
-    out = [head, *_table(rows, header)]
+    out = [head, *table(rows, header)]
     if t.flushes:
         rows = [
             [f.phase, f.label, f"{f.dur.n:,}", _us(f.dur.median_us), _us(f.dur.p99_us),
@@ -39,7 +39,7 @@ def to_text(t: IommuTime) -> str:
             for f in t.flushes
         ]  # fmt: skip
         out += ["", "per flush (inclusive of the wait for the hardware):"]
-        out += _table(rows, ["phase", "flush", "count", "median us", "p99 us", "total s"])
+        out += table(rows, ["phase", "flush", "count", "median us", "p99 us", "total s"])
     bg = ", ".join(f"{k} {v:.4f} s" for k, v in t.background.items()) or "none"
     out += [
         "",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..analysis.pmu_counts import PmuCounts
-from ..analysis.report import _table
+from .report import table
 
 
 def to_text(p: PmuCounts) -> str:
@@ -16,6 +16,6 @@ def to_text(p: PmuCounts) -> str:
         for label, r in ph.rates.items():
             rows.append([ph.phase, label, f"{100 * r:.2f}%", ""])
     out = ["IOMMU PMU counts (system-wide, read once a second, spread evenly over each second):"]
-    out += _table(rows, ["phase", "counter", "count", "per second"])
+    out += table(rows, ["phase", "counter", "count", "per second"])
     out += [f"note: {n}" for n in p.notes]
     return "\n".join(out)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ..analysis.report import _table
 from ..analysis.whatif import PhasePrediction, Prediction
+from .report import table
 
 
 def _range(lo: float, hi: float, scale: float = 1e3, unit: str = "ms") -> str:
@@ -23,7 +23,7 @@ def to_text(w: Prediction) -> str:
     out = [f"{w.trace}: what {w.mode} mode would add (costs: {w.costs})", ""]
     header = ["phase", "maps", "unmaps", "flushes", "timer", "queue-full", "IOVA allocs",
               "T_IOMMU", "phase s"]  # fmt: skip
-    out += _table([_row(p) for p in w.phases] + [_row(w.total)], header)
+    out += table([_row(p) for p in w.phases] + [_row(w.total)], header)
     out += [f"note: {n}" for n in w.notes]
     return "\n".join(out)
 

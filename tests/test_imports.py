@@ -84,3 +84,33 @@ def test_a_late_import_back_is_a_cycle(tmp_path):
     g = _graph(tmp_path)
     assert sorted(g.predecessors("iommu_trace.cli")) == ["iommu_trace.verbs"]
     assert list(nx.simple_cycles(g)) != []
+
+
+def _under(name: str, pkg: str) -> bool:
+    return name == f"{PKG}.{pkg}" or name.startswith(f"{PKG}.{pkg}.")
+
+
+def _analysis_to_render(g: nx.DiGraph) -> list[tuple[str, str]]:
+    return sorted((a, b) for a, b in g.edges if _under(a, "analysis") and _under(b, "render"))
+
+
+def test_analysis_never_imports_render():
+    """analysis/ computes and returns data; render/ (called from commands/) makes it text."""
+    g = _graph()
+    assert _analysis_to_render(g) == []
+    assert any(_under(a, "render") and _under(b, "analysis") for a, b in g.edges)
+
+
+def test_an_analysis_that_renders_is_seen(tmp_path):
+    # the shape analysis/report.py had: a text table drawn from inside the computation
+    for d in ("analysis", "render"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "__init__.py").write_text("")
+    (tmp_path / "__init__.py").write_text("")
+    (tmp_path / "render" / "table.py").write_text("def grid(): ...\n")
+    (tmp_path / "analysis" / "report.py").write_text(
+        "def text():\n    from ..render.table import grid\n"
+    )
+    assert _analysis_to_render(_graph(tmp_path)) == [
+        ("iommu_trace.analysis.report", "iommu_trace.render.table")
+    ]

@@ -7,11 +7,11 @@ import math
 
 import pandas as pd
 
-from ..render.table import grid
-from ..render.units import human_size
-from .overhead_data import KEYS, Results
-from .overhead_fit import Comparison
-from .taxonomy import COST_CATEGORIES, LABEL, SHORT
+from ..analysis.overhead_data import Results
+from ..analysis.overhead_fit import Comparison
+from ..analysis.taxonomy import COST_CATEGORIES, LABEL, SHORT
+from .table import grid
+from .units import human_size
 
 
 def _num(x: float) -> str:
@@ -190,4 +190,4 @@ def to_csv(singles, comps: list[Comparison]) -> str:
     return pd.concat(frames, ignore_index=True).to_csv(index=False)
 
 
-__all__ = ["KEYS", "compare_text", "single_text", "to_csv", "to_json"]
+__all__ = ["compare_text", "single_text", "to_csv", "to_json"]
