@@ -11,15 +11,16 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow.compute as pc
 
+from ..tracefile.meta import TraceMeta
 from ..tracefile.reader import Trace
 from ..tracefile.sidecar import SidecarError
 from ..tracefile.validate import valid_runs
 from .taxonomy import CATEGORIES, FLUSH_ENTRY_PROBES, FLUSH_FALLBACK_PROBES
 
 
-def probes_by_category(meta: dict) -> dict[str, list[str]]:
+def probes_by_category(meta: TraceMeta) -> dict[str, list[str]]:
     """Per category, the attached probes that count for it ([]: not recordable in this trace)."""
-    att = {p["name"]: p for p in meta.get("probes", []) if p.get("status") == "attach"}
+    att = meta.attached
     out = {}
     for cat in CATEGORIES:
         if cat.name == "flush":
@@ -28,18 +29,18 @@ def probes_by_category(meta: dict) -> dict[str, list[str]]:
         else:
             names = [
                 n for n, p in att.items()
-                if n in cat.probes or (p.get("group") in cat.groups and p.get("op") in cat.ops)
+                if n in cat.probes or (p.group in cat.groups and p.op in cat.ops)
             ]  # fmt: skip
         out[cat.name] = names
     return out
 
 
 def flush_probes(trace: Trace) -> tuple[str, ...]:
-    return tuple(probes_by_category(trace.meta)["flush"])
+    return tuple(probes_by_category(trace.metadata)["flush"])
 
 
 def category_mask(trace: Trace, ev: pd.DataFrame, name: str) -> pd.Series:
-    probes = probes_by_category(trace.meta)[name]
+    probes = probes_by_category(trace.metadata)[name]
     return ev["probe"].isin(probes).fillna(False).astype(bool)
 
 
@@ -49,11 +50,11 @@ def counts(trace: Trace, ev: pd.DataFrame | None = None) -> dict[str, int | None
         n = trace.value_counts("probe")
         return {
             name: sum(n.get(p, 0) for p in probes) if probes else None
-            for name, probes in probes_by_category(trace.meta).items()
+            for name, probes in probes_by_category(trace.metadata).items()
         }
     return {
         name: int(ev["probe"].isin(probes).sum()) if probes else None
-        for name, probes in probes_by_category(trace.meta).items()
+        for name, probes in probes_by_category(trace.metadata).items()
     }
 
 
@@ -76,8 +77,7 @@ def workload_runs(trace: Trace) -> list[dict]:
 
 
 def span_ns(trace: Trace) -> tuple[int, int]:
-    m = trace.meta
-    start, end = m.get("start_mono_ns"), m.get("end_mono_ns")
+    start, end = trace.metadata.start_mono_ns, trace.metadata.end_mono_ns
     if start is None or end is None:  # no Python list per event
         lo, hi = pc.min_max(trace.read(["ts_ns"]).column("ts_ns")).values()
         start = start or (lo.as_py() or 0)

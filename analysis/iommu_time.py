@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow.compute as pc
 
+from ..tracefile.meta import TraceMeta
 from ..tracefile.reader import Trace
 from . import events as E
 
@@ -149,16 +150,16 @@ class IommuTime:
     calls: list[CallTime] = field(repr=False, default_factory=list)
 
 
-def timing_probes(meta: dict) -> tuple[list[str], list[str]]:
+def timing_probes(meta: TraceMeta) -> tuple[list[str], list[str]]:
     """Attached timing probes, and one reason line per timing probe that did not attach."""
     attached, missing = [], []
-    for p in meta.get("probes", []):
-        if p.get("group") != TIMING_GROUP and p.get("name") not in TIMED_ELSEWHERE:
+    for p in meta.probes:
+        if p.group != TIMING_GROUP and p.name not in TIMED_ELSEWHERE:
             continue
-        if p.get("status") == "attach" and "ret" in (p.get("target") or ""):
-            attached.append(p["name"])
-        elif p.get("group") == TIMING_GROUP:
-            missing.append(f"{p['name']}: {p.get('reason') or p.get('status')}")
+        if p.attached and "ret" in p.target:
+            attached.append(p.name)
+        elif p.group == TIMING_GROUP:
+            missing.append(f"{p.name}: {p.reason or p.status}")
     return attached, missing
 
 
@@ -309,8 +310,8 @@ def build(trace: Trace) -> IommuTime:
     ev = trace.frame(["ts_ns", "dur_ns", "cpu", "tid", "probe", "group", "op"],
                      where=pc.field("dur_ns").is_valid())  # fmt: skip
     start, end = E.span_ns(trace)
-    mode = (trace.meta.get("iommu") or {}).get("mode")
-    attached, missing = timing_probes(trace.meta)
+    mode = trace.metadata.iommu.mode
+    attached, missing = timing_probes(trace.metadata)
     unmeasured = [UNMEASURED_ALWAYS]
     if not any(p in attached for p in COMPONENT if p != "iova_alloc"):
         if missing:

@@ -138,29 +138,29 @@ def _workload_sidecar(trace_path: str) -> sidecar.WorkloadSidecar | None:
         raise ResultsError(str(e)) from None
 
 
-def find_results(trace_path: str, meta: dict, explicit: str | None = None) -> Results:
+def find_results(trace_path: str, meta: TraceMeta, explicit: str | None = None) -> Results:
     if explicit:
         res = read_results(explicit)
     elif os.path.exists(sidecar.bench_path(trace_path)):
         res = read_results(sidecar.bench_path(trace_path))
     elif side := _workload_sidecar(trace_path):  # the lab's also names the NVMe device
         res = _from_json(side.envelope, side.path)
-    elif meta.get("workload") and ("cells" in meta["workload"] or "runs" in meta["workload"]):
-        res = _from_json(meta["workload"], f"{trace_path} (workload metadata)")
+    elif meta.workload and ("cells" in meta.workload or "runs" in meta.workload):
+        res = _from_json(meta.workload, f"{trace_path} (workload metadata)")
     else:
         raise ResultsError(
             f"{trace_path}: no benchmark results beside it ({os.path.basename(trace_path)}"
             f"{sidecar.BENCH_SUFFIX} or {sidecar.WORKLOAD_SUFFIX}) or in it; give --results FILE"
         )
     if not res.label:
-        res.label = TraceMeta.from_json(meta).iommu.mode or "?"
+        res.label = meta.iommu.mode or "?"
     return res
 
 
 # ------------------------------------------------------------------ events
 
 
-def category_probes(meta: dict) -> dict[str, list[str]]:
+def category_probes(meta: TraceMeta) -> dict[str, list[str]]:
     """Per category, the attached probes that count for it: the same as report's."""
     every = probes_by_category(meta)
     return {c: every[c] for c in COST_CATEGORIES}
@@ -176,7 +176,7 @@ def _times(events: pd.DataFrame, probes: list[str], dev: str | None) -> np.ndarr
     return ts
 
 
-def count_events(events: pd.DataFrame, meta: dict, res: Results) -> pd.DataFrame:
+def count_events(events: pd.DataFrame, meta: TraceMeta, res: Results) -> pd.DataFrame:
     """res.cells plus, per category, the events in each window (N_cat) and per op (cat)."""
     cells = res.cells.copy()
     start = cells["t_start_ns"].to_numpy()
@@ -195,7 +195,7 @@ def count_events(events: pd.DataFrame, meta: dict, res: Results) -> pd.DataFrame
     return cells
 
 
-def dd_io_latency(events: pd.DataFrame, meta: dict, res: Results, cells: pd.DataFrame) -> None:
+def dd_io_latency(events: pd.DataFrame, meta: TraceMeta, res: Results, cells: pd.DataFrame) -> None:
     """Lab dd cells: latency per read from the device's first to last DMA event in the run.
 
     The workload's elapsed time includes starting and ending dd (150-600 ms under
@@ -218,7 +218,9 @@ def dd_io_latency(events: pd.DataFrame, meta: dict, res: Results, cells: pd.Data
     )
 
 
-def outside_windows(events: pd.DataFrame, meta: dict, res: Results) -> dict[str, tuple[int, int]]:
+def outside_windows(
+    events: pd.DataFrame, meta: TraceMeta, res: Results
+) -> dict[str, tuple[int, int]]:
     """Per recordable category: (events in the trace, of which inside some timed window)."""
     spans = sorted(zip(res.cells["t_start_ns"], res.cells["t_end_ns"], strict=True))
     out = {}

@@ -8,8 +8,8 @@ trace's `workload` metadata with `record --workload-result`.
     from iommu_trace.analysis import phases
     from iommu_trace.render import phases as rp
     wl, ev = phases.load_workload(trace), trace.frame()
-    table = phases.split(ev, trace.meta, wl)
-    print(rp.text(path, table, wl, phases.map_steps(ev, trace.meta, wl)))
+    table = phases.split(ev, trace.metadata, wl)
+    print(rp.text(path, table, wl, phases.map_steps(ev, trace.metadata, wl)))
 
 `iommu-trace overhead --phases TRACE` prints it (and `report --phases` may call it).
 """
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..tracefile.meta import TraceMeta
 from ..tracefile.reader import Trace
 from ..tracefile.sidecar import SidecarError
 from .overhead_data import category_probes
@@ -94,24 +95,16 @@ def windows(wl: dict) -> list[Phase]:
     return out
 
 
-def _attached(meta: dict) -> set[str]:
-    return {p["name"] for p in meta.get("probes", []) if p.get("status") == "attach"}
-
-
-def copy_probes(meta: dict) -> list[str]:
+def copy_probes(meta: TraceMeta) -> list[str]:
     """Per-copy probes of one layer (runtime if attached, else driver), so no copy counts twice."""
-    calls = [
-        p
-        for p in meta.get("probes", [])
-        if p.get("status") == "attach" and "Memcpy" in p["name"] and p.get("op") == "call"
-    ]
-    rt = [p["name"] for p in calls if p.get("group") == "cuda-runtime"]
-    return rt or [p["name"] for p in calls if p.get("group") == "cuda-driver"]
+    calls = [p for p in meta.attached.values() if "Memcpy" in p.name and p.op == "call"]
+    rt = [p.name for p in calls if p.group == "cuda-runtime"]
+    return rt or [p.name for p in calls if p.group == "cuda-driver"]
 
 
-def split(events: pd.DataFrame, meta: dict, wl: dict) -> pd.DataFrame:
+def split(events: pd.DataFrame, meta: TraceMeta, wl: dict) -> pd.DataFrame:
     """One row per phase: seconds, steps, tokens, event counts, pinned allocations, copies."""
-    att = _attached(meta)
+    att = meta.attached
     cats = category_probes(meta)
     allocs = [p for p in HOST_ALLOC_PROBES if p in att]
     allocs = allocs or [p for p in RUNTIME_HOST_ALLOC if p in att]
@@ -145,7 +138,7 @@ def split(events: pd.DataFrame, meta: dict, wl: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def map_steps(events: pd.DataFrame, meta: dict, wl: dict) -> list[int]:
+def map_steps(events: pd.DataFrame, meta: TraceMeta, wl: dict) -> list[int]:
     """Generation steps in whose window any DMA or IOMMU map happened."""
     cats = category_probes(meta)
     names = cats["dma_map"] + cats["iommu_map"]

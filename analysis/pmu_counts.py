@@ -47,9 +47,9 @@ def _rates(counts: dict[str, float]) -> dict[str, float]:
 def build(trace: Trace) -> PmuCounts:
     from .iommu_time import phase_windows
 
-    meta = trace.meta.get("pmu") or {}
-    notes = list(meta.get("notes") or [])
-    if not meta:
+    pmu = trace.metadata.pmu
+    notes = list(pmu.notes)
+    if not pmu.recorded:
         notes.append("the trace was recorded without PMU counting (an older recorder)")
     ev = trace.frame(["ts_ns", "dur_ns", "probe", "group", "count"],
                      where=pc.field("group") == "pmu")  # fmt: skip
@@ -68,6 +68,6 @@ def build(trace: Trace) -> PmuCounts:
             PmuPhase(name, secs, counts, {c: v / secs for c, v in counts.items()} if secs > 0
                      else {}, _rates(counts))
         )  # fmt: skip
-    if not samples and NO_PMU_HINT not in notes and meta:
+    if not samples and NO_PMU_HINT not in notes and pmu.recorded:
         notes.append("no counter was read during the recording")
     return PmuCounts(counters, phases, notes)

@@ -41,7 +41,7 @@ def _size_histogram(ev: Columns, trace: Trace) -> list[dict]:
     rows = []
     size, valid = ev.nums["size"], ev.valid["size"]
     for name in MAP_CATEGORIES:
-        sel = ev.isin("probe", E.probes_by_category(trace.meta)[name]) & valid & (size > 0)
+        sel = ev.isin("probe", E.probes_by_category(trace.metadata)[name]) & valid & (size > 0)
         if not sel.any():
             continue
         exp = np.maximum(0, np.ceil(np.log2(size[sel].astype(np.float64)))).astype(np.int64)
@@ -55,7 +55,7 @@ def _timeline(ev: Columns, trace: Trace, start: int, end: int, bins: int) -> lis
     cats = ("dma_map", "iommu_map", "iommu_unmap", "dma_unmap", "flush")
     slot = np.clip((ev.nums["ts_ns"] - start) // width, 0, bins - 1)
     per = {
-        c: np.bincount(slot[ev.isin("probe", E.probes_by_category(trace.meta)[c])],
+        c: np.bincount(slot[ev.isin("probe", E.probes_by_category(trace.metadata)[c])],
                        minlength=bins)
         for c in cats
     }  # fmt: skip
@@ -71,7 +71,7 @@ def _counts(trace: Trace, probe_counts: np.ndarray, values: list[str]) -> dict[s
     n = dict(zip(values, probe_counts.tolist(), strict=False))
     return {
         name: sum(n.get(p, 0) for p in probes) if probes else None
-        for name, probes in E.probes_by_category(trace.meta).items()
+        for name, probes in E.probes_by_category(trace.metadata).items()
     }
 
 
@@ -151,11 +151,11 @@ def build(trace: Trace, bins: int = 10) -> dict:
         "kernel": trace.metadata.kernel.release,
         "duration_s": secs,
         "counts": c,
-        "exact_counts": trace.meta.get("counts") or {},
+        "exact_counts": trace.metadata.counts,
         "rates_per_s": {k: rate(v, secs) for k, v in c.items()},
         "flushes_per_unmap": c["flush"] / unmaps if c["flush"] is not None and unmaps else None,
         "flush_probes": list(E.flush_probes(trace)),
-        "dropped": sum((trace.meta.get("drops") or {}).values()) + (trace.meta.get("lost") or 0),
+        "dropped": sum(trace.metadata.drops.values()) + trace.metadata.lost,
         "devices": _devices(ev),
         "size_histogram": _size_histogram(ev, trace),
         "timeline": _timeline(ev, trace, start, end, bins) if ev.n else [],

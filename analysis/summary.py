@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import pyarrow.compute as pc
 
+from ..tracefile.meta import Cost
 from ..tracefile.reader import Trace
 
 
 def summarize(t: Trace) -> dict:
-    m = t.meta
+    m = t.metadata
     in_file: dict[str, int] = {}
     if t.num_events:  # one dictionary-coded column, counted per dictionary entry
         in_file = t.value_counts("probe")
-    counts = m.get("counts") or {}
-    drops = m.get("drops") or {}
-    fired = m.get("fired") or {}  # raw-tracepoint counts beside record-path probes
-    start, end = m.get("start_mono_ns"), m.get("end_mono_ns")
+    counts, drops = m.counts, m.drops
+    fired = m.fired  # raw-tracepoint counts beside record-path probes
+    start, end = m.start_mono_ns, m.end_mono_ns
     if end is None and t.num_events:
         end = pc.max(t.read(["ts_ns"]).column("ts_ns")).as_py()
     probes = []
-    for p in m.get("probes", []):
+    # Each probe entry whole, as the recorder wrote it (its skipped targets, paths): the
+    # raw JSON is what info shows, with the counts beside it.
+    for p in t.meta.get("probes", []):
         name = p["name"]
         probes.append(
             {
@@ -36,67 +38,62 @@ def summarize(t: Trace) -> dict:
                 ),
             }
         )
+    withheld = {p["name"]: p["withheld"] for p in probes}
     unchecked = [
-        p["name"]
-        for p in probes
-        if p["status"] == "attach"
-        and p.get("path") == "tracefs record"
-        and p["scope"] == "device"
-        and p["withheld"] is None
+        p.name
+        for p in m.probes
+        if p.attached
+        and p.path == "tracefs record"
+        and p.scope == "device"
+        and withheld[p.name] is None
     ]
     return {
         "path": t.path,
-        "format": f"{m.get('format')} v{m.get('version')}",
+        "format": f"{m.format} v{m.version}",
         "finalized": t.finalized,
-        "tool": m.get("tool"),
-        "command": m.get("command"),
-        "follow": m.get("follow"),
-        "exit_status": m.get("exit_status"),
-        "stop_signal": m.get("stop_signal"),
-        "start": m.get("start_wall"),
+        "tool": m.tool,
+        "command": m.command,
+        "follow": m.follow,
+        "exit_status": m.exit_status,
+        "stop_signal": m.stop_signal,
+        "start": m.start_wall,
         "duration_s": (end - start) / 1e9 if start and end else None,
-        "hostname": m.get("hostname"),
-        "kernel": t.metadata.kernel.release,
-        "cmdline": t.metadata.kernel.cmdline,
-        "iommu_mode": t.metadata.iommu.mode,
-        "iommu_vendor": t.metadata.iommu.vendor,
+        "hostname": m.hostname,
+        "kernel": m.kernel.release,
+        "cmdline": m.kernel.cmdline,
+        "iommu_mode": m.iommu.mode,
+        "iommu_vendor": m.iommu.vendor,
         "iommu_groups": [
             {"group": g.get("group"), "type": g.get("type"), "devices": g.get("devices", [])}
-            for g in t.metadata.iommu.groups
+            for g in m.iommu.groups
         ],
-        "headers": (m.get("headers") or {}).get("note"),
-        "buffer": m.get("buffer"),
-        "addresses": m.get("addresses"),
+        "headers": m.headers.note,
+        "buffer": m.buffer,
+        "addresses": m.addresses,
         "events": t.num_events,
-        "dropped": sum(drops.values()) + (m.get("lost") or 0),
+        "dropped": sum(drops.values()) + m.lost,
         "withheld": sum(p["withheld"] or 0 for p in probes),
         "withheld_unchecked": unchecked,
         "probes": probes,
-        "workload": m.get("workload") or {},
-        "cost": recording_cost(m),
+        "workload": m.workload,
+        "cost": recording_cost(m.cost),
         "notes": t.notes,
     }
 
 
-def recording_cost(m: dict) -> dict | None:
-    """What the recording cost (the recorder's "cost" metadata), in seconds; None for a
-    trace from a recorder that did not measure it."""
-    c = m.get("cost")
-    if not c:
+def recording_cost(c: Cost | None) -> dict | None:
+    """What the recording cost, in seconds; None for a trace from a recorder that did not
+    measure it."""
+    if c is None:
         return None
-
-    def secs(d: dict | None) -> float | None:
-        return d["user_s"] + d["sys_s"] if d else None
-
-    rec_s, wl_s = secs(c.get("recorder_cpu_running")), secs(c.get("workload_cpu"))
-    bpf = c.get("bpf") or {}
+    rec_s, wl_s = c.recorder_cpu_running_s, c.workload_cpu_s
     return {
-        "startup_s": c.get("startup_s"),
-        "compile_s": c.get("compile_s"),
-        "attach_s": c.get("attach_s"),
+        "startup_s": c.startup_s,
+        "compile_s": c.compile_s,
+        "attach_s": c.attach_s,
         "recorder_cpu_s": rec_s,  # while the command ran
-        "recorder_total_cpu_s": secs(c.get("recorder_cpu")),
+        "recorder_total_cpu_s": c.recorder_cpu_s,
         "workload_cpu_s": wl_s,
         "recorder_share": rec_s / wl_s if rec_s is not None and wl_s else None,
-        "bpf_s": bpf["run_time_ns"] / 1e9 if "run_time_ns" in bpf else None,
+        "bpf_s": c.bpf_run_time_ns / 1e9 if c.bpf_run_time_ns is not None else None,
     }

@@ -175,7 +175,7 @@ def predict(trace: Trace, mode: str, costs: Costs) -> Prediction:
         (sum(r.t_iommu_s[0] for r in rows), sum(r.t_iommu_s[1] for r in rows)),
         (end - start) / 1e9,
     )
-    recorded = (trace.meta.get("iommu") or {}).get("mode")
+    recorded = trace.metadata.iommu.mode
     if recorded not in (None, "off", "passthrough") and recorded != mode:
         notes.append(
             f"the trace was recorded in {recorded} mode: "

@@ -22,10 +22,10 @@ def print_phases(traces: tuple[str, ...] | list[str], fmt: str) -> None:
     try:
         wl = ph.load_workload(t)
         ev = t.frame()  # no stacks needed: read once, without them
-        table = ph.split(ev, t.meta, wl)
+        table = ph.split(ev, t.metadata, wl)
     except ph.PhaseError as e:
         raise UserError(str(e)) from None
-    steps = ph.map_steps(ev, t.meta, wl)
+    steps = ph.map_steps(ev, t.metadata, wl)
     if fmt == "json":
         click.echo(rp.to_json(path, table, wl, steps))
     elif fmt == "csv":

@@ -72,7 +72,7 @@ def calls(trace, mapping_only, flat, names, fmt) -> None:
 
     t = load_trace(trace)
     a = attribution.attribute(t)
-    t0 = t.meta.get("start_mono_ns") or min((e["ts_ns"] for e in a.events), default=0)
+    t0 = t.metadata.start_mono_ns or min((e["ts_ns"] for e in a.events), default=0)
     rows = []
     for c in a.calls:
         if flat and c.parent is not None:

@@ -72,13 +72,13 @@ def overhead(traces, results, plot, fmt, phases) -> None:
         t = load_trace(path)
         loaded.append(t)
         try:
-            res = od.find_results(path, t.meta, results[i] if results else None)
+            res = od.find_results(path, t.metadata, results[i] if results else None)
         except od.ResultsError as e:
             raise UserError(str(e)) from None
         ev = t.frame()  # no stacks needed: read once, without them
-        cells = od.count_events(ev, t.meta, res)
+        cells = od.count_events(ev, t.metadata, res)
         name = os.path.basename(path)
-        singles.append((name, res, cells, od.outside_windows(ev, t.meta, res)))
+        singles.append((name, res, cells, od.outside_windows(ev, t.metadata, res)))
     kinds = {s[1].kind for s in singles}
     if len(kinds) > 1:
         raise UserError(f"the traces hold different benchmarks ({', '.join(sorted(kinds))})")

@@ -36,6 +36,8 @@ def upgrade(trace, output) -> None:
     d = os.path.dirname(os.path.abspath(out))
     if not os.access(d, os.W_OK):
         raise UserError(f"cannot write {out}: {d} is not writable")
+    # the metadata JSON written back as it was read (typed access would drop what it
+    # does not know, and the file must keep it all)
     meta = {**t.meta, "upgraded_from": t.version}
     if not t.finalized:
         meta["finalized_by_upgrade"] = True

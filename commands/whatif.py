@@ -59,7 +59,7 @@ def _measure(t, costs: str | None, mode: str | None) -> None:
 
     if not costs:
         raise UserError("--measure writes into the table --costs FILE names")
-    recorded = (t.meta.get("iommu") or {}).get("mode")
+    recorded = t.metadata.iommu.mode
     mode = mode or recorded
     if mode not in ("strict", "lazy"):
         raise UserError(

@@ -93,6 +93,7 @@ SETS = {
 
 
 def _meta(trace: str) -> dict:
+    """The trace's metadata as JSON: the results file keeps its "cost" object whole."""
     from ..tracefile.reader import load  # noqa: PLC0415 - only traced runs need it
 
     return load(trace).meta

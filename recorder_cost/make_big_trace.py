@@ -40,11 +40,11 @@ def make(source: str, n: int, out: str, v1: bool = False) -> int:
     t = load(source)
     ev = t.read()
     lo, hi = pc.min_max(ev.column("ts_ns")).values()
-    start = t.meta.get("start_mono_ns") or lo.as_py()
-    end = t.meta.get("end_mono_ns") or hi.as_py()
+    start = t.metadata.start_mono_ns or lo.as_py()
+    end = t.metadata.end_mono_ns or hi.as_py()
     span = max(end, hi.as_py()) - min(start, lo.as_py()) + 1
     copies = math.ceil(n / ev.num_rows)
-    meta = _scaled_meta(t.meta, copies, span)
+    meta = _scaled_meta(t.meta, copies, span)  # the JSON written back, scaled: raw on purpose
     meta["events_written"] = n
     if v1:
         ev = t.table.drop_columns(["kstack_id", "ustack_id"])

@@ -65,9 +65,9 @@ def run_traced(exe: str, mode: str, n: int, trace: Path, extra: list[str]) -> tu
     secs = float(p.stdout.split()[2])
     written = int((t.events.probe == probe).sum())
     stats = {
-        "count": t.meta["counts"][probe],
+        "count": t.metadata.counts[probe],
         "written": written,
-        "dropped": t.meta["drops"][probe] + (t.meta.get("lost") or 0),
+        "dropped": t.metadata.drops[probe] + t.metadata.lost,
         "events_per_s": written / secs,
     }
     return ns_per_op(p.stdout), stats

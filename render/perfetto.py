@@ -68,7 +68,7 @@ def _fix_nesting(slices: list[dict]) -> int:
 def export(trace: Trace, *, ioctls: bool = True, stacks: bool = False) -> dict:
     rows = dma_events.rows(trace)
     att = attribution.attribute_rows(rows)
-    m = trace.meta
+    m = trace.metadata
     events: list[dict] = []
     comm: dict[tuple[int, int], str] = {}
     for r in rows:
@@ -147,17 +147,16 @@ def export(trace: Trace, *, ioctls: bool = True, stacks: bool = False) -> dict:
         meta_ev.append({"name": "process_name", "ph": "M", "pid": pid, "tid": pid,
                         "args": {"name": name}})  # fmt: skip
     events = meta_ev + sorted(slices + counters, key=lambda e: e["ts"])
-    cmd = m.get("command")
     return {
         "traceEvents": events,
         "displayTimeUnit": "ms",
         "otherData": {
             "source": "iommu-trace",
             "trace": trace.path,
-            "command": shlex.join(cmd) if cmd else str(m.get("follow")),
-            "host": trace.metadata.hostname,
-            "kernel": trace.metadata.kernel.release,
-            "iommu_mode": trace.metadata.iommu.mode,
+            "command": shlex.join(m.command) if m.command else str(m.follow),
+            "host": m.hostname,
+            "kernel": m.kernel.release,
+            "iommu_mode": m.iommu.mode,
             "cuda_calls": len(att.calls),
             "dma_events": len(att.events),
             "dma_events_without_call": len(att.unexplained),

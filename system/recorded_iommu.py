@@ -1,7 +1,7 @@
 """`doctor --with A.iot B.iot`: the IOMMU state each trace ran under, and what it cost.
 
 The doctor's angle is the machine: which mode and group types each trace was
-recorded under (meta["iommu"], our snapshot) against this machine's.  What
+recorded under (the trace's metadata: our snapshot) against this machine's.  What
 counts as a map, an unmap or a flush is decided in one place,
 iommu_trace.analysis.events, so these numbers agree with `report` and
 `compare` (which give the full comparison).
@@ -29,9 +29,8 @@ def summarise(trace: Any) -> dict[str, Any]:
     """One trace: where it ran, under which IOMMU mode, and its map/unmap/flush counts."""
     from ..analysis import events  # the recorder side's single definition of the categories
 
-    meta = trace.meta
     typed = trace.metadata
-    start, end = meta.get("start_mono_ns"), meta.get("end_mono_ns")
+    start, end = typed.start_mono_ns, typed.end_mono_ns
     counts = events.counts(trace)
     unmaps = events.unmaps(counts)
     flush = counts.get("flush")
@@ -39,7 +38,7 @@ def summarise(trace: Any) -> dict[str, Any]:
         "path": trace.path,
         "host": typed.hostname,
         "kernel": typed.kernel.release,
-        "command": meta.get("command"),
+        "command": typed.command,
         "mode": typed.iommu.mode or "unknown",
         "vendor": typed.iommu.vendor,
         "iommu_params": typed.iommu.params,

@@ -170,13 +170,15 @@ def test_results_csv_round_trip(tmp_path):
 
 def test_results_json_goes_into_the_trace_metadata(tmp_path):
     from iommu_trace.analysis import overhead_data as od
+    from iommu_trace.tracefile.meta import TraceMeta
 
     c = results.Cell("single", 64, "sync", "pinned", "h2d", 256, [512.0, 768.0], 10, 20)
     path = tmp_path / "r.json"
     results.write(str(path), [c.row("gpu", "0000:00:06.0")])
     doc = json.loads(path.read_text())
     # what `record --workload-result r.json` stores as the trace's `workload`
-    res = od.find_results(str(tmp_path / "t.iot"), {"workload": doc, "iommu": {"mode": "strict"}})
+    meta = TraceMeta.from_json({"workload": doc, "iommu": {"mode": "strict"}})
+    res = od.find_results(str(tmp_path / "t.iot"), meta)
     assert res.kind == "memcpy" and res.dev == "0000:00:06.0" and res.label == "strict"
     row = res.cells.iloc[0]
     assert row["ops"] == 512 and row["lat_us"] == 2.5 and row["t_end_ns"] == 20

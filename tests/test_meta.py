@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iommu_trace.tracefile.meta import TraceMeta
+from iommu_trace.tracefile.meta import Cost, Probe, TraceMeta
 from iommu_trace.tracefile.reader import load
 
 TRACES = Path(__file__).parent.parent / "traces"
@@ -15,7 +15,14 @@ def test_recorded_trace_reads_typed():
     m = t.metadata
     assert m.kernel.release == t.meta["kernel"]["release"] and m.kernel.release
     assert m.iommu.mode == t.meta["iommu"]["mode"] == "lazy"
-    assert m.counts == t.meta["counts"] and m.probes == t.meta["probes"]
+    assert m.counts == t.meta["counts"]
+    assert [(p.name, p.group, p.op, p.status, p.target) for p in m.probes] == [
+        (p["name"], p["group"], p["op"], p["status"], p["target"] or "") for p in t.meta["probes"]
+    ]
+    assert set(m.attached) == {p["name"] for p in t.meta["probes"] if p["status"] == "attach"}
+    assert m.format == "iommu-trace" and m.version == t.version
+    assert m.buffer == t.meta["buffer"] and m.headers.note == t.meta["headers"]["note"]
+    assert m.lost == t.meta["lost"] and m.pmu.recorded is ("pmu" in t.meta)
 
 
 def test_missing_and_odd_shapes():
@@ -24,3 +31,42 @@ def test_missing_and_odd_shapes():
     assert m.iommu.mode is None and m.iommu.groups == [] and m.iommu.group_types == []
     assert m.what == "(all)" and m.workload == {}
     assert TraceMeta.from_json({"command": ["dd", "if=/dev/zero"]}).what == "dd if=/dev/zero"
+
+
+def test_fields_validate_does_not_check_are_read_tolerantly():
+    # cost, pmu, fired and the probes' other keys: absent or of another shape reads as nothing
+    m = TraceMeta.from_json(
+        {
+            "probes": [{"name": "a", "status": "attach", "target": None}, "junk", {"op": "map"}],
+            "fired": {"a": 3, "b": "many"},
+            "pmu": "yes",
+            "cost": {"startup_s": "slow", "recorder_cpu": {"user_s": 1.5}, "bpf": []},
+            "lost": -1,
+        }
+    )
+    assert m.probes == [Probe("a", status="attach")] and m.probes[0].target == ""
+    assert m.fired == {"a": 3} and m.lost == 0
+    assert not m.pmu.recorded and m.pmu.notes == []
+    assert m.cost == Cost() and TraceMeta.from_json({"cost": {}}).cost is None
+    c = TraceMeta.from_json({"cost": {"recorder_cpu": {"user_s": 1, "sys_s": 0.5}}}).cost
+    assert c is not None and c.recorder_cpu_s == 1.5 and c.bpf_run_time_ns is None
+
+
+def test_a_malformed_cost_is_not_a_crash(tmp_path):
+    """info on a trace whose cost object another writer shaped differently: a line, no traceback."""
+    from click.testing import CliRunner
+
+    from iommu_trace.cli import cli
+    from iommu_trace.tracefile.writer import write_parquet
+
+    t = load(str(TRACES / "lab" / "dd64k-lazy.iot"))
+    out = tmp_path / "odd-cost.iot"
+    write_parquet(
+        str(out),
+        t.read(),
+        t.stack_rows(),
+        {**t.meta, "cost": {"recorder_cpu_running": {"user_s": 1.0}, "bpf": "n/a"}},
+    )
+    r = CliRunner().invoke(cli, ["info", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "cost       " in r.output

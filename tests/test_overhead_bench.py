@@ -25,8 +25,8 @@ F = str(TRACES / "flexgen" / "flexgen.iot")
 
 def cells(path: str):
     t = load(path)
-    res = od.find_results(path, t.meta)
-    return t, res, od.count_events(t.events, t.meta, res)
+    res = od.find_results(path, t.metadata)
+    return t, res, od.count_events(t.events, t.metadata, res)
 
 
 def pick(c: pd.DataFrame, pattern, size, mode, memory, direction) -> pd.Series:
@@ -58,7 +58,7 @@ def test_exact_figures_of_the_h100_trace():
 
 def test_events_outside_the_windows():
     t, res, _ = cells(A)
-    assert od.outside_windows(t.events, t.meta, res) == {
+    assert od.outside_windows(t.events, t.metadata, res) == {
         "dma_map": (570, 0),
         "dma_unmap": (569, 0),
         "iommu_map": (0, 0),

@@ -22,8 +22,8 @@ def sweeps():
     out = {}
     for mode, path in SWEEP.items():
         t = load(path)
-        res = od.find_results(path, t.meta)
-        out[mode] = (t, res, od.count_events(t.events, t.meta, res))
+        res = od.find_results(path, t.metadata)
+        out[mode] = (t, res, od.count_events(t.events, t.metadata, res))
     return out
 
 
@@ -58,7 +58,7 @@ def test_exact_counts_passthrough(sweeps):
     t, res, c = sweeps["passthrough"]
     for cat in ("iommu_map", "iommu_unmap", "flush", "iova_alloc"):
         assert (c["N_" + cat] == 0).all()
-    assert od.outside_windows(t.events, t.meta, res)["dma_map"] == (1024, 1024)
+    assert od.outside_windows(t.events, t.metadata, res)["dma_map"] == (1024, 1024)
 
 
 def test_latency_is_the_dma_span(sweeps):
@@ -104,6 +104,6 @@ def test_lab_dd64k_fixtures_keep_the_mode_contract():
     for mode in ("strict", "lazy", "passthrough"):
         path = str(lab / f"dd64k-{mode}.iot")
         t = load(path)
-        res = od.find_results(path, t.meta)
-        per[mode] = od.count_events(t.events, t.meta, res)["flush"].iloc[0]
+        res = od.find_results(path, t.metadata)
+        per[mode] = od.count_events(t.events, t.metadata, res)["flush"].iloc[0]
     assert per["strict"] >= 1 and 0 < per["lazy"] < 0.5 and per["passthrough"] == 0

@@ -21,7 +21,7 @@ A = str(TRACES / "bench" / "bench-a.iot")
 def split():
     t = load(F)
     wl = phases.load_workload(t)
-    return t, wl, phases.split(t.events, t.meta, wl).set_index("phase")
+    return t, wl, phases.split(t.events, t.metadata, wl).set_index("phase")
 
 
 def test_windows_from_the_example(split):
@@ -43,7 +43,7 @@ def test_exact_counts_per_phase(split):
     assert d["h2d_bytes"] == 25744638944  # the KV cache, brought back layer by layer
     assert tab.loc["prefill", "d2h_bytes"] == 805306432  # and stored once after the prefill
     assert d["flush"] is None or d["flush"] != d["flush"]  # no kprobes there: unknown
-    assert phases.map_steps(t.events, t.meta, wl) == [1]
+    assert phases.map_steps(t.events, t.metadata, wl) == [1]
 
 
 def test_cli_text_and_json():
