@@ -50,8 +50,9 @@ def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busy
     /boot/vmlinuz-* with modules; no KVM (qemu TCG, a boot takes ~20 s).
     """
     from ..lab.session import run_lab
-    from ..lab.vm import find_tools, stderr_progress
+    from ..lab.vm import find_tools
     from ..lab.workloads import parse_size
+    from ..render.progress import Steps
 
     if os.geteuid() != 0:
         raise UserError("lab needs root (BPF inside the guest runs as the host user): use sudo")
@@ -61,18 +62,22 @@ def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busy
         raise UserError(str(e)) from None
     tools = find_tools(kernel, busybox)
     record = not no_record
-    say = None if quiet else stderr_progress
+    say = None if quiet else Steps()  # lines, and on a terminal a spinner naming the step
     if command is not None:
         kind, kw = "run", {"command": command}
     elif workload == "sweep":
         kind, kw = "sweep", {"total": total}
     else:
         kind, kw = "dd", {"bs": bs, "count": count}
-    res = run_lab(tools, MODES[mode], output, kind, timeout, record, progress=say,
-                  memory=memory, cpus=cpus, verbose=verbose, record_opts=record_opts,
-                  **kw)  # fmt: skip
-    if costs and res.trace:
-        _write_costs(costs, mode, res.trace, say)
+    try:
+        res = run_lab(tools, MODES[mode], output, kind, timeout, record, progress=say,
+                      memory=memory, cpus=cpus, verbose=verbose, record_opts=record_opts,
+                      **kw)  # fmt: skip
+        if costs and res.trace:
+            _write_costs(costs, mode, res.trace, say)
+    finally:
+        if say:
+            say.done()
     if quiet:
         return
     if res.workload:
@@ -88,12 +93,14 @@ def lab(mode, output, workload, bs, count, total, command, timeout, kernel, busy
 def _write_costs(path: str, mode: str, trace_path: str, say) -> None:
     from ..analysis import costs as C
     from ..errors import UserError
+    from ..render.progress import step
     from ._load import load_trace
 
     if mode == "passthrough":
         if say:
             say("lab: passthrough costs nothing in IOMMU code: the cost table is left as it is")
         return
+    step(say, f"measuring {mode} costs per call from the trace")
     try:
         C.merge(path, mode, C.measure(load_trace(trace_path), mode), trace_path)
     except C.CostsError as e:

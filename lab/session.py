@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..render.progress import step
 from ..tracefile.sidecar import workload_path, write_workload
 from ..tracer.addresses import TextRedactor
 from ..tracer.launch import give_to_invoker
@@ -113,6 +114,7 @@ def run_lab(
         command = shlex.join([guest_python(), "-m", "iommu_trace.lab.guest", spec_path])
         spec = VMSpec(mode, disk, work, command, cpus=cpus, memory=memory, verbose=verbose)
         res = run_vm(tools, spec, timeout, progress)
+        step(progress, "copying the trace and results out")
 
         facts = _load(paths["facts.json"])
         if facts is None:

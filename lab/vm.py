@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import UserError
+from ..render.progress import step
 from .modes import Mode
 
 Progress = Callable[[str], None]
@@ -170,11 +171,24 @@ class GuestResult:
         return ""
 
 
+def guest_step(line: str) -> str | None:
+    """The slow step a guest line begins: lab/guest.py's command line, record's "writing"."""
+    if line.startswith("guest: $ "):
+        if " record " in line:
+            return "starting the recorder in the guest (its BPF compile is slow under TCG)"
+        return "running the workload in the guest"
+    if line.startswith("iommu-trace: writing "):
+        return "recording the workload in the guest"
+    return None
+
+
 def _pump(stream, sink: list[str], progress: Progress | None) -> None:
     for line in iter(stream.readline, ""):
         sink.append(line)
         if progress is not None:
             progress("vm| " + line.rstrip("\n"))
+            if name := guest_step(line):
+                step(progress, name)
     stream.close()
 
 
@@ -205,6 +219,7 @@ def run_vm(
             f"lab: booting {kernel_release(tools.kernel)} in {spec.mode.name} mode "
             f"({spec.mode.cmdline}) under qemu TCG, timeout {timeout:.0f} s"
         )
+        step(progress, f"booting the guest ({spec.mode.name})")
     start = time.monotonic()
     proc = subprocess.Popen(
         cmd,

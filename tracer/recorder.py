@@ -21,6 +21,7 @@ from .. import __version__
 from ..probes import btf as btf_mod
 from ..probes import catalog as catalog_mod
 from ..probes import discover
+from ..render.progress import Steps
 from ..tracefile.writer import TraceWriter
 from . import codegen, cost, counters, headers, launch
 from .addresses import TextRedactor
@@ -205,9 +206,12 @@ def buffer_pages_problem(pages: int, ringbuf: bool) -> str | None:
 
 
 class Recorder:
-    def __init__(self, opts: Options, log: Callable[[str], None]) -> None:
+    def __init__(
+        self, opts: Options, log: Callable[[str], None], steps: Steps | None = None
+    ) -> None:
         self.o = opts
         self.log = log
+        self._steps = steps or Steps()  # the slow start-up steps, on a terminal
         self._stop_signal: int | None = None
         self._setup_s: dict[str, float] = {}
         self._released_at: float | None = None
@@ -283,7 +287,9 @@ class Recorder:
 
     # ------------------------------------------------------------ run
     def run(self) -> int:
+        self._steps.step("loading BCC, finding kernel headers")
         bcc, hdr = self._preflight()
+        self._steps.step("finding the probes this kernel offers")
         resolved = self._resolve()
         machine = machine_meta()  # before attaching: slow reads must not let the buffer fill
         root = discover.tracefs()
@@ -303,14 +309,18 @@ class Recorder:
             )
         except codegen.CodegenError as e:
             raise RecordError(f"probe catalog: {e}") from None
+        n = sum(r.status == "attach" for r in resolved)
+        self._steps.step(f"compiling the BPF program for {n} probes")
         t_compile = time.monotonic()
         b = _compile(bcc, text)
         t_attach = time.monotonic()
+        self._steps.step(f"attaching {n} probes")
         self._attach_all(b, resolved, atts)
         self._setup_s = {
             "compile_s": t_attach - t_compile,
             "attach_s": time.monotonic() - t_attach,
         }
+        self._steps.done()  # before the lines below, and the command's own output
         attached = [r for r in resolved if r.status == "attach"]
         self.log(f"kernel headers: {hdr.note}")  # said once the program compiled against them
         self._report_missing(resolved)
@@ -585,4 +595,8 @@ def exit_code(status: int | None) -> int:
 
 
 def main_record(opts: Options, log=lambda s: print(f"iommu-trace: {s}", file=sys.stderr)) -> int:
-    return exit_code(Recorder(opts, log).run())
+    steps = Steps()
+    try:
+        return exit_code(Recorder(opts, log, steps).run())
+    finally:
+        steps.done()  # a start-up that failed leaves no spinner behind its one line
