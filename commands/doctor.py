@@ -55,7 +55,7 @@ def doctor(fmt: str, no_mount: bool, save: str | None, root: str, traces: tuple[
             },
         )
     if traces:
-        from ..system.recorded_iommu import compare
+        from ..analysis.recorded_iommu import compare
 
         try:
             report["traces"] = compare(list(traces), here=report["iommu"])
@@ -66,7 +66,7 @@ def doctor(fmt: str, no_mount: bool, save: str | None, root: str, traces: tuple[
     else:
         click.echo(doc.render_text(report), nl=False)
         if traces:
-            from ..system.recorded_iommu import render_text as trace_text
+            from ..render.recorded_iommu import render_text as trace_text
 
             click.echo(trace_text(report["traces"]), nl=False)
     if save:

@@ -151,7 +151,7 @@ LAZY_TRACE = str(FIXTURES / "traces" / "lab-lazy-dd64k.iot")
 
 
 def test_with_traces_states_their_modes_and_flushes():
-    from iommu_trace.system.recorded_iommu import compare
+    from iommu_trace.analysis.recorded_iommu import compare
 
     res = compare([STRICT_TRACE, LAZY_TRACE], here={"mode": "off"})
     strict, lazy = res["traces"]

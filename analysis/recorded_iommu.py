@@ -1,15 +1,18 @@
 """`doctor --with A.iot B.iot`: the IOMMU state each trace ran under, and what it cost.
 
 The doctor's angle is the machine: which mode and group types each trace was
-recorded under (the trace's metadata: our snapshot) against this machine's.  What
-counts as a map, an unmap or a flush is decided in one place,
-iommu_trace.analysis.events, so these numbers agree with `report` and
-`compare` (which give the full comparison).
+recorded under (the trace's metadata: our snapshot) against this machine's. What
+counts as a map, an unmap or a flush is decided in one place, analysis/events.py,
+so these numbers agree with `report` and `compare` (which give the full
+comparison); render/recorded_iommu.py writes them as text.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..tracefile.reader import Trace, load
+from . import events
 
 # analysis.events categories shown here, in this order.
 SHOWN = (
@@ -25,10 +28,8 @@ SHOWN = (
 )
 
 
-def summarise(trace: Any) -> dict[str, Any]:
+def summarise(trace: Trace) -> dict[str, Any]:
     """One trace: where it ran, under which IOMMU mode, and its map/unmap/flush counts."""
-    from ..analysis import events  # the recorder side's single definition of the categories
-
     typed = trace.metadata
     start, end = typed.start_mono_ns, typed.end_mono_ns
     counts = events.counts(trace)
@@ -55,8 +56,6 @@ def compare(paths: list[str], here: dict[str, Any] | None = None) -> dict[str, A
 
     `here`: this machine's iommu.snapshot(), to say whether a trace's mode is this one.
     """
-    from ..tracefile.reader import load
-
     sums = [summarise(load(p)) for p in paths]
     diffs: list[str] = []
     if len({s["mode"] for s in sums}) > 1:
@@ -90,22 +89,3 @@ def compare(paths: list[str], here: dict[str, Any] | None = None) -> dict[str, A
         if not s["finalized"]:
             diffs.append(f"{s['path']}: not finalized; counts are those of events in the file")
     return {"traces": sums, "differences": diffs}
-
-
-def render_text(result: dict[str, Any]) -> str:
-    out = ["", "Traces (full comparison: iommu-trace compare)"]
-    for s in result["traces"]:
-        out.append(
-            f"  {s['path']}: IOMMU {s['mode']}"
-            + (f" ({s['vendor']})" if s["vendor"] else "")
-            + (f", groups {'/'.join(s['group_types'])}" if s["group_types"] else "")
-            + f", kernel {s['kernel']}"
-            + (f", {s['seconds']} s" if s["seconds"] is not None else "")
-        )
-        seen = [f"{k} {v}" for k, v in s["counts"].items() if v is not None]
-        out.append("    " + (", ".join(seen) or "no DMA/IOMMU probe attached"))
-        if s["flush_per_unmap"] is not None:
-            out.append(f"    IOTLB flushes per unmap: {s['flush_per_unmap']}")
-    if result["differences"]:
-        out += ["", "Differences"] + [f"  {d}" for d in result["differences"]]
-    return "\n".join(out) + "\n"
