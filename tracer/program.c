@@ -2,7 +2,6 @@
 // attached probe target. One event layout for every probe keeps the reader
 // simple: v[] holds the catalog's numeric fields in NUMERIC_FIELDS order.
 #include <uapi/linux/ptrace.h>
-#include <linux/sched.h>
 
 // A numeric field the probe could not know (stored as null). Never used for
 // ret, where all-ones is a real -1.
