@@ -39,10 +39,19 @@ def nvme_facts() -> dict:
     return {}
 
 
+def iommu_units() -> list[str]:
+    """The IOMMU units the kernel registered: dmar* (Intel VT-d), ivhd* (AMD-Vi)."""
+    try:
+        return sorted(os.listdir("/sys/class/iommu"))
+    except OSError:
+        return []
+
+
 def facts() -> dict:
     return {
         "kernel": os.uname().release,
         "cmdline": _read("/proc/cmdline"),
+        "iommu_units": iommu_units(),
         "nvme": nvme_facts(),
         "cpus": os.cpu_count(),
     }
@@ -70,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(info, f, indent=1)
     nvme = info["nvme"]
     print(
-        f"guest: {info['kernel']}, nvme {nvme.get('pci')} in iommu group "
+        f"guest: {info['kernel']}, iommu {','.join(info['iommu_units']) or 'none'}, "
+        f"nvme {nvme.get('pci')} in iommu group "
         f"{nvme.get('iommu_group')} type {nvme.get('group_type')}",
         file=sys.stderr,
         flush=True,

@@ -15,9 +15,11 @@ from ..render.progress import step
 from ..tracefile.sidecar import workload_path, write_workload
 from ..tracer.addresses import TextRedactor
 from ..tracer.launch import give_to_invoker
+from . import kmodule
+from .iommus import DEFAULT_IOMMU, IOMMUS, Iommu
 from .modes import Mode
 from .vm import GuestResult, Progress, Tools, VMSpec, kernel_release, run_vm, stderr_progress
-from .workloads import RESULT_TAG
+from .workloads import RESULT_TAG, SG_MODULE
 
 DISK_BYTES = 4 << 30  # sparse: costs nothing; reads of holes are zeros, DMAed all the same
 
@@ -28,18 +30,18 @@ def guest_python() -> str:
     return os.path.abspath(exe)
 
 
-def workload_argv(kind: str, result: str, **kw) -> list[str]:
-    """The guest command for a workload: dd (bs, count), sweep (total) or run (command)."""
-    argv = [guest_python(), "-m", "iommu_trace.lab.workloads", "--result", result, kind]
-    if kind == "dd":
-        argv += ["--bs", str(kw["bs"]), "--count", str(kw["count"])]
-    elif kind == "sweep":
-        argv += ["--total", str(kw["total"])]
-    elif kind == "run":
-        argv += [kw["command"]]
-    else:
-        raise ValueError(kind)
-    return argv
+def workload_argv(result: str, plan: str) -> list[str]:
+    """The guest command that runs the workloads of PLAN (a JSON list) and writes RESULT."""
+    return [guest_python(), "-m", "iommu_trace.lab.workloads", "--result", result, "steps", plan]
+
+
+def dd_step(bs: str, count: int) -> dict:
+    return {"kind": "dd", "bs": bs, "count": count}
+
+
+def sg_step(nents: list[int], maps: int) -> dict:
+    """Long scatter lists on the NVMe device; the module is built for the guest kernel."""
+    return {"kind": "sg", "nents": nents, "maps": maps}
 
 
 @dataclass
@@ -73,16 +75,17 @@ def run_lab(
     tools: Tools,
     mode: Mode,
     output: str,
-    kind: str,
+    steps: list[dict],
     timeout: float,
     record: bool,
+    iommu: Iommu = IOMMUS[DEFAULT_IOMMU],
     progress: Progress | None = stderr_progress,
     memory: str = "2G",
     cpus: int = 2,
     verbose: bool = False,
     record_opts: tuple[str, ...] = (),
-    **workload,
 ) -> LabResult:
+    """Boot `mode` under `iommu`, run the workload steps (recorded unless not `record`)."""
     output = os.path.abspath(output)
     outdir = os.path.dirname(output)
     if not os.path.isdir(outdir):
@@ -93,13 +96,23 @@ def run_lab(
         disk = os.path.join(work, "nvme.img")
         with open(disk, "wb") as f:
             f.truncate(DISK_BYTES)
-        paths = {k: os.path.join(work, k) for k in ("facts.json", "workload.json", "trace.iot")}
+        names = ("facts.json", "workload.json", "trace.iot", "plan.json")
+        paths = {k: os.path.join(work, k) for k in names}
+        release = kernel_release(tools.kernel)
+        steps = [dict(s) for s in steps]
+        for step in steps:
+            if step["kind"] == "sg":
+                if progress:
+                    progress(f"lab: building the {SG_MODULE} module for {release}")
+                step["module"] = kmodule.build(release, work)
+        with open(paths["plan.json"], "w") as f:
+            json.dump(steps, f)
         spec_path = os.path.join(work, "spec.json")
         with open(spec_path, "w") as f:
             json.dump(
                 {
                     "facts": paths["facts.json"],
-                    "workload": workload_argv(kind, paths["workload.json"], **workload),
+                    "workload": workload_argv(paths["workload.json"], paths["plan.json"]),
                     "record": paths["trace.iot"] if record else None,
                     # the workload's numbers go into the trace itself, and the
                     # guest's recorder drains 4x the default buffer (TCG is slow)
@@ -112,7 +125,7 @@ def run_lab(
                 f,
             )
         command = shlex.join([guest_python(), "-m", "iommu_trace.lab.guest", spec_path])
-        spec = VMSpec(mode, disk, work, command, cpus=cpus, memory=memory, verbose=verbose)
+        spec = VMSpec(mode, iommu, disk, work, command, cpus=cpus, memory=memory, verbose=verbose)
         res = run_vm(tools, spec, timeout, progress)
         step(progress, "copying the trace and results out")
 
@@ -126,8 +139,9 @@ def run_lab(
         sidecar = workload_path(output)
         fields = {
             "mode": mode.name,
-            "mode_cmdline": mode.cmdline,
-            "kernel": kernel_release(tools.kernel),
+            "mode_cmdline": spec.cmdline,
+            "iommu": iommu.name,
+            "kernel": release,
             "guest": facts,
             "recorded": record,
             "guest_exit_status": res.returncode,
@@ -148,8 +162,11 @@ def run_lab(
                 + (f": {detail}" if detail else "")
             )
         got = (facts.get("nvme") or {}).get("group_type")
-        if got != mode.group_type and progress:
-            progress(f"lab: warning: NVMe iommu group type is {got}, expected {mode.group_type}")
+        want = mode.expected_group_type(iommu)
+        if progress and want != mode.group_type:
+            progress(f"lab: {iommu.strict_only}; {mode.name} runs as strict here")
+        if got != want and progress:
+            progress(f"lab: warning: NVMe iommu group type is {got}, expected {want}")
         trace = None
         if record:
             if not os.path.exists(paths["trace.iot"]):

@@ -7,7 +7,6 @@ through one directory shared read-write (`vng --rwdir`).
 
 from __future__ import annotations
 
-import glob
 import os
 import shlex
 import shutil
@@ -22,6 +21,8 @@ from typing import Literal
 
 from ..errors import UserError
 from ..render.progress import step
+from .iommus import Iommu
+from .kernels import find_kernel, release_of
 from .modes import Mode
 
 Progress = Callable[[str], None]
@@ -67,16 +68,6 @@ def _find_vng() -> str | None:
     return here if os.access(here, os.X_OK) else shutil.which("vng")
 
 
-def default_kernel() -> str | None:
-    """Newest /boot/vmlinuz-* that has its modules installed (the guest loads 9p, nvme...)."""
-    found = []
-    for path in glob.glob("/boot/vmlinuz-*"):
-        release = os.path.basename(path)[len("vmlinuz-") :]
-        if os.path.isdir(f"/lib/modules/{release}/kernel"):
-            found.append((os.path.getmtime(path), path))
-    return max(found)[1] if found else None
-
-
 def find_tools(kernel: str | None = None, busybox: str | None = None) -> Tools:
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
@@ -84,15 +75,7 @@ def find_tools(kernel: str | None = None, busybox: str | None = None) -> Tools:
     vng = _find_vng()
     if vng is None:
         raise UserError("vng (virtme-ng) not found: pip install 'iommu-trace[lab]' into the venv")
-    if kernel is None:
-        kernel = default_kernel()
-        if kernel is None:
-            raise UserError(
-                "no /boot/vmlinuz-* with modules: apt-get install linux-image-amd64 "
-                "(or pass --kernel PATH)"
-            )
-    elif not os.path.isfile(kernel):
-        raise UserError(f"kernel image {kernel} not found: apt-get install linux-image-amd64")
+    kernel = find_kernel(kernel)
     if busybox is None:
         for name in ("busybox-static", "busybox.static", "busybox"):
             path = shutil.which(name)
@@ -109,14 +92,13 @@ def find_tools(kernel: str | None = None, busybox: str | None = None) -> Tools:
     return Tools(vng=vng, qemu=qemu, kernel=kernel, busybox=busybox)
 
 
-def kernel_release(kernel: str) -> str:
-    name = os.path.basename(kernel)
-    return name[len("vmlinuz-") :] if name.startswith("vmlinuz-") else name
+kernel_release = release_of
 
 
 @dataclass
 class VMSpec:
     mode: Mode
+    iommu: Iommu
     disk: str  # raw image attached as the NVMe namespace (DMAs through the vIOMMU)
     share: str  # host directory the guest may write (same path inside)
     command: str  # shell command run in the guest; its exit status is the VM's
@@ -125,12 +107,16 @@ class VMSpec:
     verbose: bool = False  # kernel console to stderr
     extra_append: list[str] = field(default_factory=list)
 
+    @property
+    def cmdline(self) -> str:
+        return " ".join([self.mode.cmdline(self.iommu), *self.extra_append])
+
 
 def build_command(tools: Tools, spec: VMSpec) -> list[str]:
     qemu_opts = [
-        # split irqchip: intel-iommu's interrupt remapping needs it
+        # split irqchip: the IOMMUs' interrupt remapping needs it (under KVM; harmless in TCG)
         "-machine", "q35,kernel-irqchip=split",
-        "-device", "intel-iommu,intremap=on",
+        "-device", spec.iommu.device,
         "-drive", f"file={spec.disk},if=none,id=labnvme,format=raw",
         "-device", "nvme,serial=iommulab,drive=labnvme",
     ]  # fmt: skip
@@ -147,7 +133,7 @@ def build_command(tools: Tools, spec: VMSpec) -> list[str]:
         "--rwdir", spec.share,
         "--cwd", spec.share,
         # '=' forms: values that start with '-' would read as options
-        "--append=" + " ".join([spec.mode.cmdline, *spec.extra_append]),
+        "--append=" + spec.cmdline,
         "--qemu-opts=" + shlex.join(qemu_opts),
         "--exec=" + spec.command,
     ]  # fmt: skip
@@ -216,8 +202,8 @@ def run_vm(
     env["PATH"] = os.path.dirname(tools.vng) + os.pathsep + env.get("PATH", "")
     if progress:
         progress(
-            f"lab: booting {kernel_release(tools.kernel)} in {spec.mode.name} mode "
-            f"({spec.mode.cmdline}) under qemu TCG, timeout {timeout:.0f} s"
+            f"lab: booting {kernel_release(tools.kernel)} with {spec.iommu.device.split(',')[0]} "
+            f"in {spec.mode.name} mode ({spec.cmdline}) under qemu TCG, timeout {timeout:.0f} s"
         )
         step(progress, f"booting the guest ({spec.mode.name})")
     start = time.monotonic()

@@ -1,6 +1,8 @@
-"""Workloads the lab runs inside the guest: direct-I/O reads of the NVMe disk, or a command.
+"""Workloads the lab runs inside the guest: direct-I/O reads of the NVMe disk, long
+scatter lists mapped on it by the lab's module (lab/iommu_lab_sg.c), or a command.
 
-Run in the guest as `python -m iommu_trace.lab.workloads dd|sweep|run ... --result FILE`.
+Run in the guest as `python -m iommu_trace.lab.workloads --result FILE dd|sweep|sg|run ...`,
+or `... steps PLAN.json` for several in one recording (a JSON list of {"kind": ..., options}).
 Each run prints one machine-readable line,
     IOMMU_TRACE_WORKLOAD {"bs": 65536, "bytes": ..., "elapsed_s": ..., "t_start_ns": ...}
 and the whole result goes to FILE as JSON.  t_start_ns/t_end_ns are CLOCK_MONOTONIC,
@@ -10,7 +12,9 @@ the clock bpf_ktime_get_ns() reads, so runs line up with the trace's timestamps.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +24,8 @@ RESULT_TAG = "IOMMU_TRACE_WORKLOAD"
 DEVICE = "/dev/nvme0n1"
 SWEEP_SIZES = [4 << 10 << i for i in range(9)]  # 4 KiB .. 1 MiB
 _SUFFIX = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+SG_MODULE = "iommu_lab_sg"  # lab/iommu_lab_sg.c, built by lab/kmodule.py
+SG_PAGE = 4096  # each list entry is one separate page
 
 
 def parse_size(text: str) -> int:
@@ -74,6 +80,66 @@ def sweep(total: int, device: str = DEVICE, sizes: list[int] = SWEEP_SIZES) -> t
     return 0, runs
 
 
+def nvme_pci() -> str | None:
+    """The NVMe controller's PCI address (the device the workloads DMA with)."""
+    for ctrl in sorted(glob.glob("/sys/class/nvme/nvme*")):
+        return os.path.basename(os.path.realpath(os.path.join(ctrl, "device")))
+    return None
+
+
+def _segments() -> int | None:
+    try:
+        with open(f"/sys/module/{SG_MODULE}/parameters/mapped") as f:
+            return int(f.read().split(",")[0])
+    except (OSError, ValueError):
+        return None
+
+
+def sg(module: str, nents: list[int], maps: int, dev: str | None = None) -> tuple[int, list]:
+    """Load the lab's module once per list length: it maps and unmaps `maps` times, then exits.
+
+    Each run's bytes are what the module mapped: nents separate 4 KiB pages, `maps` times.
+    """
+    dev = dev or nvme_pci()
+    if dev is None:
+        print("sg: no NVMe controller in /sys/class/nvme", file=sys.stderr)
+        return 1, []
+    runs = []
+    for n in nents:
+        argv = ["insmod", module, f"dev={dev}", f"nents={n}", f"count={maps}"]
+        rc, run = run_one(argv)
+        run.update(
+            workload="sg", dev=dev, nents=n, maps=maps, map_bytes=n * SG_PAGE,
+            bytes=n * SG_PAGE * maps if rc == 0 else None, segments=_segments(),
+        )  # fmt: skip
+        runs.append(run)
+        if rc:
+            return rc, runs
+        subprocess.run(["rmmod", SG_MODULE], check=False)
+    return 0, runs
+
+
+def run_step(step: dict) -> tuple[int, list[dict], dict]:
+    """One workload: (status, runs, what it was)."""
+    kind = step["kind"]
+    device = step.get("device", DEVICE)
+    if kind == "dd":
+        rc, runs = dd(parse_size(str(step.get("bs", "64k"))), int(step.get("count", 2000)), device)
+        return rc, runs, {"workload": "dd", "device": device}
+    if kind == "sweep":
+        total = parse_size(str(step.get("total", "64M")))
+        rc, runs = sweep(total, device)
+        return rc, runs, {"workload": "sweep", "device": device, "total": total}
+    if kind == "sg":
+        nents = [int(n) for n in step["nents"]]
+        rc, runs = sg(step["module"], nents, int(step.get("maps", 8)), step.get("dev"))
+        return rc, runs, {"workload": "sg", "nents": nents, "maps": int(step.get("maps", 8))}
+    if kind == "run":
+        rc, run = run_one([step["command"]], shell=True)
+        return rc, [run], {"workload": "run", "command": step["command"]}
+    raise ValueError(f"unknown workload {kind!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="iommu_trace.lab.workloads")
     p.add_argument("--result", help="write the result JSON here")
@@ -85,20 +151,33 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("sweep")
     s.add_argument("--total", default="64M", help="bytes read at each block size")
     s.add_argument("--device", default=DEVICE)
+    g = sub.add_parser("sg")
+    g.add_argument("--module", required=True, help=f"{SG_MODULE}.ko built for this kernel")
+    g.add_argument("--nents", default="1024", help="list lengths, comma-separated")
+    g.add_argument("--maps", type=int, default=8, help="maps and unmaps per length")
+    g.add_argument("--dev", help="PCI device (default: the NVMe controller)")
     r = sub.add_parser("run")
     r.add_argument("command", help="shell command")
+    st = sub.add_parser("steps")
+    st.add_argument("plan", help='JSON list of workloads, e.g. [{"kind": "dd", "count": 200}]')
     a = p.parse_args(argv)
 
-    if a.kind == "dd":
-        rc, runs = dd(parse_size(a.bs), a.count, a.device)
-        result = {"workload": "dd", "device": a.device}
-    elif a.kind == "sweep":
-        rc, runs = sweep(parse_size(a.total), a.device)
-        result = {"workload": "sweep", "device": a.device, "total": parse_size(a.total)}
+    if a.kind == "steps":
+        with open(a.plan) as f:
+            steps = json.load(f)
     else:
-        rc, run = run_one([a.command], shell=True)
-        runs = [run]
-        result = {"workload": "run", "command": a.command}
+        step = {k: v for k, v in vars(a).items() if k not in ("result",) and v is not None}
+        if a.kind == "sg":
+            step["nents"] = a.nents.split(",")
+        steps = [step]
+    rc, runs, parts = 0, [], []
+    for step in steps:
+        rc, more, what = run_step(step)
+        runs += more
+        parts.append(what)
+        if rc:
+            break
+    result = parts[0] if len(parts) == 1 else {"workload": "steps", "steps": parts}
     result.update(exit_status=rc, runs=runs)
     for run in runs:
         print(RESULT_TAG, json.dumps(run), flush=True)

@@ -131,6 +131,7 @@ def kprobes_supported(root: str | None) -> tuple[bool, str]:
 # ----------------------------------------------------------------- libraries
 
 
+@cache  # the loader cache does not change while we resolve (one `ldconfig -p`, not one a library)
 def _ldconfig() -> dict[str, str]:
     exe = shutil.which("ldconfig") or "/sbin/ldconfig"
     try:

@@ -21,6 +21,41 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The lab's second kernel: Debian 12's 6.12 from bookworm-backports (dma:* tracepoints,
+# so the raw-tracepoint path; `lab --kernel 6.12`), with its headers for BCC and for
+# the lab's test module. The versioned packages, not the backports meta-package, so
+# the 6.1 default (linux-image-amd64 above) stays as it is.
+have_612() {
+    dpkg-query -W -f='${Package} ${Status}\n' "linux-$1-6.12.*-amd64" 2>/dev/null |
+        grep -q "install ok installed"
+}
+if ! have_612 image || ! have_612 headers; then
+    # shellcheck source=/dev/null
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    if [ "$codename" != bookworm ]; then
+        say "not Debian 12 ($codename): the lab's 6.12 kernel is not installed (lab --kernel 6.12 will say so)"
+    elif [ "$(id -u)" != 0 ]; then
+        say "needs root to install the lab's 6.12 kernel from bookworm-backports (run with sudo)"; exit 2
+    else
+        if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            say "adding bookworm-backports to apt (/etc/apt/sources.list.d/bookworm-backports.sources)"
+            printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" \
+                "Suites: bookworm-backports" "Components: main" \
+                "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" \
+                >/etc/apt/sources.list.d/bookworm-backports.sources
+        fi
+        apt-get update -qq
+        img=$(apt-cache depends linux-image-amd64/bookworm-backports 2>/dev/null |
+            awk '$1 == "Depends:" && $2 ~ /^linux-image-6\.12\./ {print $2; exit}')
+        if [ -z "$img" ]; then
+            say "bookworm-backports has no 6.12 linux-image-amd64 now"; exit 1
+        fi
+        say "installing the lab's 6.12 kernel: $img ${img/image/headers}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            -t bookworm-backports "$img" "${img/image/headers}" >/dev/null
+    fi
+fi
+
 # BCC's Python module is Debian's, built for /usr/bin/python3: the venv must see it.
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; then
     say "creating .venv (with system site-packages, for BCC)"

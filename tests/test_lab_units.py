@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from iommu_trace.lab import workloads
+from iommu_trace.errors import UserError
+from iommu_trace.lab import kernels, workloads
+from iommu_trace.lab.iommus import IOMMUS
 from iommu_trace.lab.modes import MODES
 from iommu_trace.lab.session import workload_argv
 from iommu_trace.lab.vm import Tools, VMSpec, _is_static_elf, build_command
@@ -37,8 +39,8 @@ def test_static_elf():
 def test_build_command_per_mode():
     tools = Tools("/v/bin/vng", "/usr/bin/qemu-system-x86_64", "/boot/vmlinuz-6.1", "/bin/bb")
     for mode in MODES.values():
-        cmd = build_command(tools, VMSpec(mode, "/w/d.img", "/w", "true"))
-        assert f"--append={mode.cmdline}" in cmd
+        cmd = build_command(tools, VMSpec(mode, IOMMUS["intel"], "/w/d.img", "/w", "true"))
+        assert f"--append=intel_iommu=on {mode.option}" in cmd
         assert {"--disable-kvm", "--force-9p", "--disable-microvm"} <= set(cmd)
         opts = next(c for c in cmd if c.startswith("--qemu-opts="))
         assert "intel-iommu,intremap=on" in opts and "kernel-irqchip=split" in opts
@@ -46,10 +48,72 @@ def test_build_command_per_mode():
         assert cmd[cmd.index("--rwdir") + 1] == "/w"
 
 
+def test_build_command_amd():
+    tools = Tools("/v/bin/vng", "/usr/bin/qemu-system-x86_64", "/boot/vmlinuz-6.1", "/bin/bb")
+    cmd = build_command(tools, VMSpec(MODES["strict"], IOMMUS["amd"], "/w/d.img", "/w", "true"))
+    assert "--append=iommu.strict=1" in cmd  # AMD-Vi needs no switch: qemu's IVRS turns it on
+    opts = next(c for c in cmd if c.startswith("--qemu-opts="))
+    assert "amd-iommu,intremap=on" in opts and "intel-iommu" not in opts
+    # the driver forces strict under emulation: lazy reads as DMA there
+    assert MODES["lazy"].expected_group_type(IOMMUS["amd"]) == "DMA"
+    assert MODES["lazy"].expected_group_type(IOMMUS["intel"]) == "DMA-FQ"
+    assert MODES["passthrough"].expected_group_type(IOMMUS["amd"]) == "identity"
+
+
+def _boot(tmp_path, *releases):
+    boot, mods = tmp_path / "boot", tmp_path / "modules"
+    for r in releases:
+        boot.mkdir(exist_ok=True)
+        (boot / f"vmlinuz-{r}").write_text("")
+        (mods / r / "kernel").mkdir(parents=True)
+    (boot / "vmlinuz-9.9.9-nomodules").write_text("")  # no modules: never chosen
+    return str(boot), str(mods)
+
+
+def test_kernel_by_version(tmp_path):
+    boot, mods = _boot(tmp_path, "6.1.0-57-amd64", "6.1.0-9-amd64", "6.12.95+deb12-amd64")
+    pick = lambda spec: kernels.release_of(kernels.find_kernel(spec, boot, mods))  # noqa: E731
+    assert pick(None) == "6.1.0-57-amd64"  # the default is the newest 6.1, never 6.12
+    assert pick("6.1") == "6.1.0-57-amd64"
+    assert pick("6.12") == "6.12.95+deb12-amd64"
+    assert pick("6.1.0-9-amd64") == "6.1.0-9-amd64"
+    with pytest.raises(UserError, match=r"no .*vmlinuz-6.18\* with modules.*installed: 6.1.0-9"):
+        kernels.find_kernel("6.18", boot, mods)
+    with pytest.raises(UserError, match="not found"):
+        kernels.find_kernel(str(tmp_path / "vmlinuz-none"), boot, mods)
+
+
+def test_kernel_default_elsewhere(tmp_path):
+    boot, mods = _boot(tmp_path, "6.8.0-31-generic", "6.5.0-1-generic")
+    assert kernels.find_kernel(None, boot, mods).endswith("vmlinuz-6.8.0-31-generic")
+    with pytest.raises(UserError, match="bookworm-backports"):
+        kernels.find_kernel("6.12", boot, mods)
+
+
 def test_workload_argv_uses_our_interpreter():
-    argv = workload_argv("dd", "/w/r.json", bs="64k", count=10)
+    argv = workload_argv("/w/r.json", "/w/plan.json")
     assert argv[0] == sys.executable and argv[1:3] == ["-m", "iommu_trace.lab.workloads"]
-    assert argv[-4:] == ["--bs", "64k", "--count", "10"]
+    assert argv[-2:] == ["steps", "/w/plan.json"]
+
+
+def test_workload_steps(tmp_path, capsys):
+    """Several workloads in one recording: their runs in order, in one result."""
+    src = tmp_path / "src"
+    src.write_bytes(b"\0" * 8192)
+    plan, result = tmp_path / "plan.json", tmp_path / "r.json"
+    cmd = f"dd if={src} of=/dev/null bs=4k"
+    plan.write_text(
+        json.dumps([{"kind": "run", "command": cmd}, {"kind": "run", "command": "true"}])
+    )
+    assert workloads.main(["--result", str(result), "steps", str(plan)]) == 0
+    data = json.loads(result.read_text())
+    assert data["workload"] == "steps" and [s["command"] for s in data["steps"]] == [cmd, "true"]
+    assert len(data["runs"]) == 2 and data["runs"][0]["t_end_ns"] <= data["runs"][1]["t_start_ns"]
+    plan.write_text(
+        json.dumps([{"kind": "run", "command": "exit 4"}, {"kind": "run", "command": "true"}])
+    )
+    assert workloads.main(["--result", str(result), "steps", str(plan)]) == 4
+    assert len(json.loads(result.read_text())["runs"]) == 1  # stops at the first failure
 
 
 @pytest.mark.skipif(shutil.which("dd") is None, reason="needs dd")

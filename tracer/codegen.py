@@ -175,10 +175,14 @@ def btf_defines(btf: BTF) -> list[str]:
     return out
 
 
-# Entries one scatter-list walk reads before it gives up ("at least"): 4,096
-# entries of 4 KiB pages are 16 MiB. The verifier follows the loop once per
-# iteration and keeps one pending state per iteration (its limit is 8,192).
-SG_WALK_MAX = 4096
+# List entries one scatter-list walk reads before it gives up ("at least"):
+# 4,096 pages (16 MiB of 4 KiB pages) of a list from sg_alloc_table(), which
+# spends one slot of every 128 on the link to the next chunk, and the walk
+# reads those links too. The verifier follows the loop once per iteration and
+# keeps one pending state per iteration (its limit is 8,192).
+SG_MAX_PAGES = 4096
+SG_CHUNK = 128  # SG_MAX_SINGLE_ALLOC with 4 KiB pages: 127 entries and a chain link
+SG_WALK_MAX = SG_MAX_PAGES + -(-SG_MAX_PAGES // (SG_CHUNK - 1))  # 4,129 slots read
 
 
 def _fill(r: Resolution, entry: bool, btf: BTF | None = None) -> list[str]:

@@ -2,7 +2,6 @@
 // attached probe target. One event layout for every probe keeps the reader
 // simple: v[] holds the catalog's numeric fields in NUMERIC_FIELDS order.
 #include <uapi/linux/ptrace.h>
-#include <linux/sched.h>
 
 // A numeric field the probe could not know (stored as null). Never used for
 // ret, where all-ones is a real -1.
@@ -136,8 +135,9 @@ int on_fork(void *ctx)
 // The verifier keeps a state for every conditional jump it has yet to follow
 // and refuses past 8,192 of them, so the loop body is branch-free arithmetic
 // (masks, not ifs) and the only jump per entry is the loop's exit. Past
-// SG_WALK_MAX entries read (or a failed read), the sum is a lower bound and
-// e->at_least says so.
+// SG_WALK_MAX slots read, chain links included (4,096 pages of a table from
+// sg_alloc_table), or a failed read, the sum is a lower bound and e->at_least
+// says so.
 static __always_inline u64 sg_sum(struct event *e, const char *sg, s64 n, u32 len_off)
 {
     u64 sum = 0, done = n <= 0, failed = 0;
