@@ -1,11 +1,14 @@
 /* Tight loops for the tracer's overhead benchmark.
  *   loop call N    N calls of bench_call (a uprobe target); prints ns per call
  *   loop ioctl N   N ioctl(FIONREAD) system calls; prints ns per call
+ *   loop getppid N N getppid() system calls (the cheapest: an event source
+ *                  for the consumer's rate, recorder_cost/rate.py)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +39,9 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "call"))
         for (long i = 0; i < n; i++)
             bench_call(i);
+    else if (!strcmp(argv[1], "getppid"))
+        for (long i = 0; i < n; i++)
+            syscall(SYS_getppid); /* not glibc's getppid(), which may be cached */
     else
         for (long i = 0; i < n; i++)
             ioctl(fds[0], FIONREAD, &avail);

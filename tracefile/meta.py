@@ -62,6 +62,8 @@ class TraceMeta:
     workload: dict[str, Any] = field(default_factory=dict)
     start_mono_ns: int | None = None
     end_mono_ns: int | None = None
+    # probe -> "kernel"/"user" -> STACK_ERRORS kind -> events whose stack was lost
+    stacks_lost: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, m: dict[str, Any]) -> TraceMeta:
@@ -79,9 +81,54 @@ class TraceMeta:
             workload=wl if isinstance(wl, dict) else {},
             start_mono_ns=m.get("start_mono_ns"),
             end_mono_ns=m.get("end_mono_ns"),
+            stacks_lost=stack_losses(m.get("stacks_lost")),
         )
 
     @property
     def what(self) -> str:
         """The traced command as a shell line, else what was followed."""
         return shlex.join(self.command) if self.command else f"({self.follow})"
+
+
+# Why bpf_get_stackid gave no stack id (program.c's stack_errors), in the trace's words.
+STACK_ERRORS = {
+    "collision": "hash collision",  # -EEXIST: the bucket holds another stack
+    "full": "stack map full",  # -ENOMEM
+    "fault": "no stack to walk",  # -EFAULT
+    "other": "other error",
+}
+
+
+def stack_losses(v: Any) -> dict[str, dict[str, dict[str, int]]]:
+    """The `stacks_lost` metadata with malformed entries left out."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for probe, sides in (v if isinstance(v, dict) else {}).items():
+        for side, kinds in (sides if isinstance(sides, dict) else {}).items():
+            if side not in ("kernel", "user") or not isinstance(kinds, dict):
+                continue
+            for kind, n in kinds.items():
+                if (
+                    kind in STACK_ERRORS
+                    and isinstance(n, int)
+                    and not isinstance(n, bool)
+                    and n > 0
+                ):
+                    out.setdefault(probe, {}).setdefault(side, {})[kind] = n
+    return out
+
+
+def stack_loss_lines(lost: dict[str, dict[str, dict[str, int]]]) -> list[str]:
+    """One line per probe: how many of its events lost which stack, and why."""
+    return [
+        f"{probe}: "
+        + ", ".join(
+            f"{n} {side} stacks lost ({STACK_ERRORS[kind]})"
+            for side, kinds in sides.items()
+            for kind, n in kinds.items()
+        )
+        for probe, sides in lost.items()
+    ]
+
+
+def stacks_lost_total(lost: dict[str, dict[str, dict[str, int]]]) -> int:
+    return sum(n for sides in lost.values() for kinds in sides.values() for n in kinds.values())
