@@ -14,7 +14,6 @@ from . import journal
 from .schema import (
     EVENT,
     FORMAT,
-    JOURNAL_SCHEMA,
     META_KEY,
     ROW_GROUP_ROWS,
     SCHEMA,
@@ -83,7 +82,7 @@ class TraceWriter:
         self._owner = owner  # (uid, gid) the files are given to: the user behind sudo
         self.rows = 0
         self.stacks = 0
-        self._schema = JOURNAL_SCHEMA.with_metadata(encode_meta({**meta, "finalized": False}))
+        self._schema = SCHEMA.with_metadata(encode_meta({**meta, "finalized": False}))
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         if owner is not None:
             os.fchown(self._fd, *owner)
@@ -107,7 +106,7 @@ class TraceWriter:
     def write(self, batch: pa.RecordBatch | None, stacks: pa.RecordBatch | None = None) -> None:
         """Journal new stacks, then the events that refer to them, in one write and fsync."""
         new = [b for b in (stacks, batch) if b is not None and b.num_rows]
-        frames = [journal.frame(journal.message(b.cast(JOURNAL_SCHEMA))) for b in new]
+        frames = [journal.frame(journal.stream(b)) for b in new]
         if not frames:
             return
         self._append(b"".join(frames))

@@ -560,7 +560,7 @@ class Recorder:
             )
             self._wakeups = 0
 
-            def read() -> bool:
+            def read() -> int:
                 t = clock()
                 try:
                     got = ring.read()
@@ -569,13 +569,16 @@ class Recorder:
                 if got is not None:
                     batcher.add_records(got)
                 self._callback_s += clock() - t
-                return got is not None
+                return 0 if got is None else len(got)
 
             def poll_ring(timeout_s: float) -> None:
-                if not read():
+                n = read()
+                if not n:  # idle: the kernel wakes us at the next event
                     ring.wait(timeout_s)
                     self._wakeups = ring.wakeups
-                    read()
+                    n = read()
+                if 0 < n < ring.capacity // 4:  # a trickle: let the ring gather a batch
+                    time.sleep(rings.READ_GAP_S)
 
             return poll_ring
 
