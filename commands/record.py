@@ -56,6 +56,13 @@ EXAMPLES = (
     "--buffer-pages", default=1024, show_default=True, help="ring/perf buffer size in pages"
 )
 @click.option(
+    "--stack-entries",
+    default=16384,
+    show_default=True,
+    help="stacks the BPF stack map holds (~1 KiB each); raise it when record says stacks were "
+    "lost to hash collisions",
+)
+@click.option(
     "--perf-buffer", is_flag=True, help="use the perf buffer even where the ring buffer exists"
 )
 @click.option(
@@ -94,6 +101,7 @@ def record(
     duration,
     catalog,
     buffer_pages,
+    stack_entries,
     perf_buffer,
     no_raw,
     workload_result,
@@ -123,6 +131,7 @@ def record(
         duration=duration,
         catalog=catalog,
         buffer_pages=buffer_pages,
+        stack_entries=stack_entries,
         perf_buffer=perf_buffer,
         raw_tracepoints=not no_raw,
         workload_result=workload_result,

@@ -118,11 +118,11 @@ def stack_losses(v: Any) -> dict[str, dict[str, dict[str, int]]]:
 
 
 def stack_loss_lines(lost: dict[str, dict[str, dict[str, int]]]) -> list[str]:
-    """One line per probe: how many of its events lost which stack, and why."""
+    """One line per probe: "stacks lost: N user stacks of PROBE (why), ..."."""
     return [
-        f"{probe}: "
+        "stacks lost: "
         + ", ".join(
-            f"{n} {side} stacks lost ({STACK_ERRORS[kind]})"
+            f"{n} {side} stacks of {probe} ({STACK_ERRORS[kind]})"
             for side, kinds in sides.items()
             for kind, n in kinds.items()
         )

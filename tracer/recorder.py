@@ -17,16 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
+
 from .. import __version__
 from ..probes import btf as btf_mod
 from ..probes import catalog as catalog_mod
 from ..probes import discover
+from ..tracefile import journal
 from ..tracefile.meta import STACK_ERRORS, stack_loss_lines, stacks_lost_total
 from ..tracefile.writer import TraceWriter
 from . import codegen, cost, counters, headers, launch
 from . import ringbuf as rings
 from .addresses import TextRedactor
-from .decode import EVENT_DTYPE, EventBatcher
+from .decode import DECODE_ROWS, EVENT_DTYPE, EventBatcher
 from .symbols import Symbolizer
 
 # A killed recorder loses at most this much: events are journaled this often.
@@ -58,6 +61,7 @@ class Options:
     duration: float | None = None
     catalog: str | None = None
     buffer_pages: int = 1024
+    stack_entries: int = 16384
     perf_buffer: bool = False
     raw_tracepoints: bool = True  # False: tracepoints take the tracefs record path
     workload_meta: dict = field(default_factory=dict)
@@ -206,6 +210,23 @@ def buffer_pages_problem(pages: int, ringbuf: bool) -> str | None:
     return None
 
 
+# A stack map entry: the kernel's bucket header and PERF_MAX_STACK_DEPTH (127) u64s.
+STACK_ENTRY_BYTES = 1040
+
+
+def stack_entries_problem(entries: int) -> str | None:
+    """Why the stack map would be refused or exhaust memory, or None."""
+    if entries < 1:
+        return "must be 1 or more"
+    avail = _mem_available()
+    if avail is not None and entries * STACK_ENTRY_BYTES > avail // 2:
+        return (
+            f"{entries} stacks of ~1 KiB is {entries * STACK_ENTRY_BYTES / 2**30:.1f} GiB, more "
+            f"than half of this machine's available memory ({avail / 2**30:.1f} GiB)"
+        )
+    return None
+
+
 class Recorder:
     def __init__(self, opts: Options, log: Callable[[str], None]) -> None:
         self.o = opts
@@ -232,6 +253,9 @@ class Recorder:
         why = buffer_pages_problem(self.o.buffer_pages, ringbuf=self._ringbuf())
         if why:
             raise RecordError(f"--buffer-pages {self.o.buffer_pages}: {why}")
+        why = stack_entries_problem(self.o.stack_entries)
+        if why:
+            raise RecordError(f"--stack-entries {self.o.stack_entries}: {why}")
 
     def _ringbuf(self) -> bool:
         return not self.o.perf_buffer and _kernel_version() >= (5, 8)
@@ -310,6 +334,7 @@ class Recorder:
                 follow_all=follow_all,
                 ringbuf=buffer != "perf",
                 ringbuf_pages=self.o.buffer_pages,
+                stack_entries=self.o.stack_entries,
                 btf=btf_mod.running(),
             )
         except codegen.CodegenError as e:
@@ -318,6 +343,8 @@ class Recorder:
         b = _compile(bcc, text)
         t_attach = time.monotonic()
         self._attach_all(b, resolved, atts)
+        if not follow_all:  # the followed processes' children are followed too
+            b.attach_tracepoint(tp=b"sched:sched_process_fork", fn_name=b"on_fork")
         self._setup_s = {
             "compile_s": t_attach - t_compile,
             "attach_s": time.monotonic() - t_attach,
@@ -411,7 +438,7 @@ class Recorder:
                 if total_drops
                 else ""
             )
-            + (f"; {lost} stacks lost (their stack ids are null)" if lost else "")
+            + (f"; {lost} stacks lost (null stack ids; raise --stack-entries)" if lost else "")
         )
         return status if status is not None else 0
 
@@ -516,6 +543,7 @@ class Recorder:
         self._flushed_at = time.monotonic()
         self._lost = 0
         poll = self._consumer(b, buffer, batcher)
+        _warm_up(resolved)
 
         old = {
             s: signal.signal(s, self._on_signal)
@@ -651,6 +679,21 @@ class Recorder:
                 elif time.monotonic() - forwarded_at > 5:
                     os.kill(child.pid, signal.SIGKILL)
                     forwarded_at = time.monotonic() + 1e9  # kill once
+
+
+def _warm_up(resolved: list[discover.Resolution]) -> None:
+    """Put a batch of empty events through decoding and journal encoding, unwritten.
+
+    The first batch costs several times a later one (numpy's and Arrow's lazy
+    set-up, fresh memory); paid while the command runs, it is a pause in which
+    a fast probe fills the ring.
+    """
+    plain = [i for i, r in enumerate(resolved) if r.probe.op != "exec"]
+    ev = np.zeros(DECODE_ROWS, rings.record_dtype(EVENT_DTYPE))
+    ev["probe"], ev["kstack"], ev["ustack"] = plain[0] if plain else 0, -1, -1
+    batcher = EventBatcher(resolved, sym=None, keep_addresses=False)  # type: ignore[arg-type]
+    batcher.add_records(ev)
+    journal.stream(batcher.take())
 
 
 def exit_code(status: int | None) -> int:
