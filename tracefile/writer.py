@@ -49,7 +49,8 @@ def write_parquet(
 
     Written to `path`.partial and renamed: a reader never sees half a file.
     """
-    events = events.sort_by("ts_ns") if events.num_rows else events
+    if events.num_rows and not _sorted(events.column("ts_ns")):
+        events = events.sort_by("ts_ns")
     tmp = path + ".partial"
     with parquet_writer(tmp, meta) as w:
         w.write_table(complete(events, EVENT), row_group_size=ROW_GROUP_ROWS)
@@ -61,10 +62,34 @@ def write_parquet(
     os.replace(tmp, path)
 
 
+def _sorted(ts: pa.ChunkedArray) -> bool:
+    """Whether the times are in order already (the ring buffer's order nearly always is)."""
+    if ts.null_count:
+        return False
+    v = ts.to_numpy()
+    return bool((v[1:] >= v[:-1]).all())
+
+
 def split_records(table: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(event rows, stack rows) of a version-2 table that holds both."""
-    is_stack = pc.fill_null(pc.equal(table.column("record").cast(pa.string()), STACK), False)
-    return table.filter(pc.invert(is_stack)), table.filter(is_stack)
+    """(event rows, stack rows) of a version-2 table that holds both.
+
+    The recorder writes each batch as all events or all stacks, and Parquet row
+    groups keep a dictionary per group: a batch whose `record` dictionary has one
+    value goes whole to its side; only mixed batches are filtered row by row.
+    """
+    events, stacks = [], []
+    for batch in table.to_batches():
+        rec = batch.column("record")
+        if isinstance(rec, pa.DictionaryArray) and not rec.null_count and len(rec.dictionary) == 1:
+            (stacks if rec.dictionary[0].as_py() == STACK else events).append(batch)
+            continue
+        is_stack = pc.fill_null(pc.equal(rec.cast(pa.string()), STACK), False)
+        events.append(batch.filter(pc.invert(is_stack)))
+        stacks.append(batch.filter(is_stack))
+    return (
+        pa.Table.from_batches(events, table.schema),
+        pa.Table.from_batches(stacks, table.schema),
+    )
 
 
 # How often the journal is fsync'ed. A killed recorder loses nothing written
