@@ -61,6 +61,14 @@ _HASH = np.uint64(0x9E37_79B9_7F4A_7C15)
 DECODE_ROWS = 4096
 
 
+def _unique(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.unique(a, return_index=True, return_inverse=True), without the sort where every
+    value is the first (a chunk of one thread's events usually is)."""
+    if len(a) and (a == a[0]).all():
+        return a[:1], np.zeros(1, np.intp), np.zeros(len(a), np.intp)
+    return np.unique(a, return_index=True, return_inverse=True)
+
+
 class _Strings:
     """A fixed-width C string column as codes into the distinct values seen so far."""
 
@@ -77,7 +85,7 @@ class _Strings:
         h = words[:, 0].copy()
         for j in range(1, words.shape[1]):
             h = h * _HASH + words[:, j]
-        _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+        _, first, inverse = _unique(h)
         if not (words == words[first][inverse]).all():
             _, first, inverse = np.unique(values, return_index=True, return_inverse=True)
         table = np.array([self._code(v) for v in values[first].tolist()], np.int32)
@@ -184,7 +192,7 @@ class EventBatcher:
         out = np.full(len(k), -1, np.int32)
         has = k >= 0
         if has.any():
-            uniq, inverse = np.unique(k[has], return_inverse=True)
+            uniq, _, inverse = _unique(k[has])
             out[has] = np.array([self._kernel_id(s) for s in uniq.tolist()], np.int32)[inverse]
         return out
 
@@ -199,7 +207,7 @@ class EventBatcher:
         has = u >= 0
         if has.any():
             key = (pid[has].astype(np.int64) << 32) | u[has].astype(np.int64)
-            uniq, inverse = np.unique(key, return_inverse=True)
+            uniq, _, inverse = _unique(key)
             ids = [self._id(self._sym.user(k >> 32, k & 0xFFFF_FFFF)) for k in uniq.tolist()]
             out[has] = np.array(ids, np.int32)[inverse]
         return out
