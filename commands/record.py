@@ -53,7 +53,10 @@ EXAMPLES = (
     "--catalog", type=click.Path(exists=True, dir_okay=False), help="use another probe catalog"
 )
 @click.option(
-    "--buffer-pages", default=1024, show_default=True, help="ring/perf buffer size in pages"
+    "--buffer-pages",
+    type=int,
+    help="buffer size in pages: the ring buffer's (default 4096, 16 MiB), or the perf "
+    "buffer's on each CPU (default 1024)",
 )
 @click.option(
     "--stack-entries",

@@ -60,7 +60,7 @@ class Options:
     keep_addresses: bool = False
     duration: float | None = None
     catalog: str | None = None
-    buffer_pages: int = 1024
+    buffer_pages: int | None = None  # None: RING_PAGES for the ring buffer, PERF_PAGES per CPU
     stack_entries: int = 16384
     perf_buffer: bool = False
     raw_tracepoints: bool = True  # False: tracepoints take the tracefs record path
@@ -177,6 +177,13 @@ def machine_meta() -> dict:
     }
 
 
+# The default buffer sizes. The ring buffer (all CPUs share it) holds 16 MiB:
+# 95,000 events of 176 bytes, 40 ms at the 2.4 M events/s one CPU can make on
+# the 2-vCPU CI VM, against pauses of the consumer that a 4 MiB ring (10 ms)
+# did not cover there (docs/recorder-cost.md). The perf buffer is per CPU.
+RING_PAGES = 4096
+PERF_PAGES = 1024
+
 # BPF ring buffers: max_entries is a u32 power of two bytes, so 2 GiB at most.
 RINGBUF_MAX_BYTES = 1 << 31
 
@@ -195,7 +202,7 @@ def _mem_available() -> int | None:
 def buffer_pages_problem(pages: int, ringbuf: bool) -> str | None:
     """Why the kernel would refuse this buffer size (or it would exhaust memory), or None."""
     if pages < 1 or pages & (pages - 1):
-        return "must be a power of two (1, 2, 4, ... 1024, the default)"
+        return "must be a power of two (1, 2, 4, ... 4096)"
     page = os.sysconf("SC_PAGE_SIZE")
     total = pages * page * (1 if ringbuf else (os.cpu_count() or 1))
     if ringbuf and pages * page > RINGBUF_MAX_BYTES:
@@ -250,6 +257,8 @@ class Recorder:
         d = self.o.duration
         if d is not None and not (0 < d < float("inf")):
             raise RecordError(f"-d/--duration must be a number of seconds > 0, not {d:g}")
+        if self.o.buffer_pages is None:
+            self.o.buffer_pages = RING_PAGES if self._ringbuf() else PERF_PAGES
         why = buffer_pages_problem(self.o.buffer_pages, ringbuf=self._ringbuf())
         if why:
             raise RecordError(f"--buffer-pages {self.o.buffer_pages}: {why}")
