@@ -77,7 +77,8 @@ def split_records(table: pa.Table) -> tuple[pa.Table, pa.Table]:
     groups keep a dictionary per group: a batch whose `record` dictionary has one
     value goes whole to its side; only mixed batches are filtered row by row.
     """
-    events, stacks = [], []
+    events: list[pa.RecordBatch] = []
+    stacks: list[pa.RecordBatch] = []
     for batch in table.to_batches():
         rec = batch.column("record")
         if isinstance(rec, pa.DictionaryArray) and not rec.null_count and len(rec.dictionary) == 1:

@@ -250,6 +250,7 @@ class Recorder:
         self._text_redactor = TextRedactor()
         self._owner = launch.invoking_user()  # under sudo, the files are the user's
         self._loss_counted: set[str] = set()  # record-path probes with a raw-tp counter
+        self._pages = RING_PAGES  # the buffer's size, --buffer-pages or the default
 
     # ------------------------------------------------------------ setup
     def _check_numbers(self) -> None:
@@ -257,11 +258,11 @@ class Recorder:
         d = self.o.duration
         if d is not None and not (0 < d < float("inf")):
             raise RecordError(f"-d/--duration must be a number of seconds > 0, not {d:g}")
-        if self.o.buffer_pages is None:
-            self.o.buffer_pages = RING_PAGES if self._ringbuf() else PERF_PAGES
-        why = buffer_pages_problem(self.o.buffer_pages, ringbuf=self._ringbuf())
+        pages = self.o.buffer_pages
+        self._pages = pages if pages is not None else RING_PAGES if self._ringbuf() else PERF_PAGES
+        why = buffer_pages_problem(self._pages, ringbuf=self._ringbuf())
         if why:
-            raise RecordError(f"--buffer-pages {self.o.buffer_pages}: {why}")
+            raise RecordError(f"--buffer-pages {self._pages}: {why}")
         why = stack_entries_problem(self.o.stack_entries)
         if why:
             raise RecordError(f"--stack-entries {self.o.stack_entries}: {why}")
@@ -342,7 +343,7 @@ class Recorder:
                 fork_child_offset=fork["child_pid"].offset,
                 follow_all=follow_all,
                 ringbuf=buffer != "perf",
-                ringbuf_pages=self.o.buffer_pages,
+                ringbuf_pages=self._pages,
                 stack_entries=self.o.stack_entries,
                 btf=btf_mod.running(),
             )
@@ -592,9 +593,7 @@ class Recorder:
         timeout_s for some if there are none."""
         clock = time.perf_counter
         if buffer == "ringbuf":
-            ring = rings.RingReader(
-                b["events"].map_fd, rings.ring_bytes(self.o.buffer_pages), EVENT_DTYPE
-            )
+            ring = rings.RingReader(b["events"].map_fd, rings.ring_bytes(self._pages), EVENT_DTYPE)
             self._wakeups = 0
 
             def read() -> int:
@@ -631,7 +630,7 @@ class Recorder:
             b["events"].open_ring_buffer(on_event)
             bcc_poll = b.ring_buffer_poll
         else:
-            b["events"].open_perf_buffer(on_event, page_cnt=self.o.buffer_pages, lost_cb=on_lost)
+            b["events"].open_perf_buffer(on_event, page_cnt=self._pages, lost_cb=on_lost)
             bcc_poll = b.perf_buffer_poll
 
         def poll_bcc(timeout_s: float) -> None:

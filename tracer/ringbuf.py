@@ -55,9 +55,11 @@ def supported() -> bool:
 def record_dtype(sample: np.dtype) -> np.dtype:
     """A ring record as numpy sees it: the header's length, then the sample's fields."""
     size = (HEADER + sample.itemsize + 7) & ~7
-    names = ["rb_len", *sample.names]
-    formats = [np.dtype("<u4"), *(sample.fields[n][0] for n in sample.names)]  # type: ignore[index]
-    offsets = [0, *(HEADER + sample.fields[n][1] for n in sample.names)]  # type: ignore[index]
+    fields = sample.fields
+    assert fields is not None, "a record type"
+    names = ["rb_len", *fields]
+    formats = [np.dtype("<u4"), *(fields[n][0] for n in fields)]
+    offsets = [0, *(HEADER + fields[n][1] for n in fields)]
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
 
 
