@@ -74,6 +74,7 @@ def summarize(t: Trace) -> dict:
         "dropped": sum(drops.values()) + m.lost,
         "withheld": sum(p["withheld"] or 0 for p in probes),
         "withheld_unchecked": unchecked,
+        "stacks_lost": t.metadata.stacks_lost,
         "probes": probes,
         "workload": m.workload,
         "cost": recording_cost(m.cost),

@@ -71,7 +71,17 @@ EXAMPLES = (
     "--catalog", type=click.Path(exists=True, dir_okay=False), help="use another probe catalog"
 )
 @click.option(
-    "--buffer-pages", default=1024, show_default=True, help="ring/perf buffer size in pages"
+    "--buffer-pages",
+    type=int,
+    help="buffer size in pages: the ring buffer's (default 4096, 16 MiB), or the perf "
+    "buffer's on each CPU (default 1024)",
+)
+@click.option(
+    "--stack-entries",
+    default=16384,
+    show_default=True,
+    help="stacks the BPF stack map holds (~1 KiB each); raise it when record says stacks were "
+    "lost to hash collisions",
 )
 @click.option(
     "--perf-buffer", is_flag=True, help="use the perf buffer even where the ring buffer exists"
@@ -112,6 +122,7 @@ def record(
     duration,
     catalog,
     buffer_pages,
+    stack_entries,
     perf_buffer,
     no_raw,
     workload_result,
@@ -142,6 +153,7 @@ def record(
         duration=duration,
         catalog=catalog,
         buffer_pages=buffer_pages,
+        stack_entries=stack_entries,
         perf_buffer=perf_buffer,
         raw_tracepoints=not no_raw,
         workload_result=workload_result,

@@ -1,11 +1,16 @@
 /* Tight loops for the tracer's overhead benchmark.
  *   loop call N    N calls of bench_call (a uprobe target); prints ns per call
  *   loop ioctl N   N ioctl(FIONREAD) system calls; prints ns per call
+ *   loop getppid N [RATE]
+ *                  N getppid() system calls (the cheapest: an event source
+ *                  for the recorder's event rate, recorder_cost/rate.py),
+ *                  at most RATE a second if given (busy-waiting between calls)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +41,16 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "call"))
         for (long i = 0; i < n; i++)
             bench_call(i);
+    else if (!strcmp(argv[1], "getppid") && argc > 3) {
+        double gap = 1e9 / atof(argv[3]);
+        for (long i = 0; i < n; i++) {
+            while (now_ns() - t0 < i * gap)
+                ;
+            syscall(SYS_getppid);
+        }
+    } else if (!strcmp(argv[1], "getppid"))
+        for (long i = 0; i < n; i++)
+            syscall(SYS_getppid); /* not glibc's getppid(), which may be cached */
     else
         for (long i = 0; i < n; i++)
             ioctl(fds[0], FIONREAD, &avail);

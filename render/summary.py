@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 
+from ..tracefile.meta import stack_loss_lines, stacks_lost_total
 from .table import grid
 
 
@@ -62,7 +63,8 @@ def to_text(s: dict) -> str:
         f"headers    {s['headers']}",
         f"buffer     {s['buffer']}, addresses {s['addresses']}",
         f"events     {s['events']} in file, {s['dropped']} dropped"
-        + (f", {s['withheld']} WITHHELD by the kernel" if s.get("withheld") else ""),
+        + (f", {s['withheld']} WITHHELD by the kernel" if s.get("withheld") else "")
+        + (f", {stacks_lost_total(s['stacks_lost'])} stacks lost" if s.get("stacks_lost") else ""),
     ]
     if s["cost"]:
         lines.append(_cost_line(s["cost"]))
@@ -92,6 +94,8 @@ def to_text(s: dict) -> str:
             "of them never reached the trace (tracefs record over the perf trace buffer); "
             "record with raw tracepoints (BTF) to see them"
         )
+    for line in stack_loss_lines(s.get("stacks_lost") or {}):
+        lines.append(f"{line}; those events have a null stack id (see record --stack-entries)")
     if s.get("withheld_unchecked"):
         lines.append(
             "note: tracefs record path with no raw-tracepoint counter (no BTF): events the "

@@ -69,15 +69,16 @@ def _v1_meta(meta: dict) -> dict[bytes, bytes]:
     return {b"iommu_trace": json.dumps({**meta, "format": "iommu-trace", "version": 1}).encode()}
 
 
-def _journal_bytes(base: Base, rng: random.Random, framed: bool) -> bytes:
-    """A journal as a recorder killed mid-run leaves it: framed, the current format (v2
-    journal); unframed, an earlier one (a plain Arrow IPC stream of v1 events).
+def _journal_bytes(base: Base, rng: random.Random, kind: str) -> bytes:
+    """A journal as a recorder killed mid-run leaves it: "journal", the current format
+    (v2, a framed IPC stream per batch); "message journal", v2 journals before that
+    (framed record batch messages, plain strings); "legacy", unframed (a plain Arrow
+    IPC stream of v1 events).
 
-    Built in memory with the writer's own framing and encoding (the writer's
-    fsync per batch would make the fuzzer wait on the disk).
+    Built in memory with the writer's own framing and encoding.
     """
     from iommu_trace.tracefile import journal
-    from iommu_trace.tracefile.schema import JOURNAL_SCHEMA
+    from iommu_trace.tracefile.schema import JOURNAL_SCHEMA, SCHEMA
     from iommu_trace.tracefile.writer import encode_meta
 
     end = ("format", "version", "columns", "end_mono_ns", "end_wall", "exit_status", "counts",
@@ -85,19 +86,23 @@ def _journal_bytes(base: Base, rng: random.Random, framed: bool) -> bytes:
     meta = {k: v for k, v in base.meta.items() if k not in end}
     meta["finalized"] = False
     size = rng.choice([64, 500, 4096])
-    if not framed:
+    if kind == "legacy":
         schema = base.v1.schema.with_metadata(_v1_meta(meta))
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, schema) as w:
             for b in base.v1.to_batches(max_chunksize=size)[:6]:
                 w.write_batch(b)
         return sink.getvalue().to_pybytes()
-    schema = JOURNAL_SCHEMA.with_metadata(encode_meta(meta))
     events, stacks = base.v2_parts
-    batches = [b.cast(JOURNAL_SCHEMA) for b in stacks.to_batches()]
-    batches += [b.cast(JOURNAL_SCHEMA) for b in events.to_batches(max_chunksize=size)[:6]]
+    batches = stacks.to_batches() + events.to_batches(max_chunksize=size)[:6]
+    if kind == "message journal":
+        schema = JOURNAL_SCHEMA.with_metadata(encode_meta(meta))
+        payloads = [b.cast(JOURNAL_SCHEMA).serialize() for b in batches]
+    else:
+        schema = SCHEMA.with_metadata(encode_meta(meta))
+        payloads = [journal.stream(b.cast(SCHEMA)) for b in batches]
     parts = [journal.MAGIC, journal.frame(schema.serialize())]
-    parts += [journal.frame(b.serialize()) for b in batches]
+    parts += [journal.frame(p) for p in payloads]
     return b"".join(parts)
 
 
@@ -192,8 +197,8 @@ def m_flip_footer(base: Base, rng):
 
 
 def _journal(base: Base, rng) -> tuple[bytes, str]:
-    framed = rng.random() < 0.8
-    return _journal_bytes(base, rng, framed), "journal" if framed else "legacy"
+    kind = rng.choices(["journal", "message journal", "legacy"], [0.6, 0.2, 0.2])[0]
+    return _journal_bytes(base, rng, kind), kind
 
 
 def m_journal_cut(base: Base, rng):

@@ -170,6 +170,17 @@ def test_follow_pid(known_calls, tmp_path):
         target.wait()
 
 
+def test_children_of_the_command_are_followed(known_calls, tmp_path):
+    out = tmp_path / "child.iot"
+    shell = f"{known_calls} 3 0; {known_calls} 2 0; true"  # sh forks each: two children
+    proc = record(out, "--uprobe", f"{known_calls}:iot_work", cmd=("sh", "-c", shell))
+    assert proc.returncode == 0, proc.stderr
+    t = load(str(out))
+    assert t.meta["counts"]["iot_work"] == 5
+    work = t.events[t.events.probe == "iot_work"]
+    assert len(work) == 5 and work.pid.nunique() == 2
+
+
 def test_command_crash_is_recorded(known_calls, tmp_path):
     out = tmp_path / "crash.iot"
     proc = record(out, "--uprobe", f"{known_calls}:iot_work", cmd=(known_calls, "3", "0", "crash"))
@@ -435,6 +446,8 @@ def test_the_trace_says_what_recording_cost(exact_run):
         (("--buffer-pages", "3"), "--buffer-pages 3: must be a power of two"),
         (("--buffer-pages", str(10**9)), f"--buffer-pages {10**9}: must be a power of two"),
         (("--buffer-pages", str(1 << 30)), "a BPF ring buffer holds at most 524288 pages"),
+        (("--stack-entries", "0"), "--stack-entries 0: must be 1 or more"),
+        (("--stack-entries", str(1 << 40)), "more than half of this machine's available memory"),
     ],
 )
 def test_bad_numbers_are_one_line(tmp_path, args, words):

@@ -188,6 +188,8 @@ class TraceMeta:
     cost: Cost | None = None
     start_mono_ns: int | None = None
     end_mono_ns: int | None = None
+    # probe -> "kernel"/"user" -> STACK_ERRORS kind -> events whose stack was lost
+    stacks_lost: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, m: dict[str, Any]) -> TraceMeta:
@@ -218,6 +220,7 @@ class TraceMeta:
             cost=Cost.from_json(m.get("cost")),
             start_mono_ns=m.get("start_mono_ns"),
             end_mono_ns=m.get("end_mono_ns"),
+            stacks_lost=stack_losses(m.get("stacks_lost")),
         )
 
     @property
@@ -229,3 +232,47 @@ class TraceMeta:
     def attached(self) -> dict[str, Probe]:
         """The probes that attached, by name, in the recorder's order."""
         return {p.name: p for p in self.probes if p.attached}
+
+
+# Why bpf_get_stackid gave no stack id (program.c's stack_errors), in the trace's words.
+STACK_ERRORS = {
+    "collision": "hash collision",  # -EEXIST: the bucket holds another stack
+    "full": "stack map full",  # -ENOMEM
+    "fault": "no stack to walk",  # -EFAULT
+    "other": "other error",
+}
+
+
+def stack_losses(v: Any) -> dict[str, dict[str, dict[str, int]]]:
+    """The `stacks_lost` metadata with malformed entries left out."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for probe, sides in (v if isinstance(v, dict) else {}).items():
+        for side, kinds in (sides if isinstance(sides, dict) else {}).items():
+            if side not in ("kernel", "user") or not isinstance(kinds, dict):
+                continue
+            for kind, n in kinds.items():
+                if (
+                    kind in STACK_ERRORS
+                    and isinstance(n, int)
+                    and not isinstance(n, bool)
+                    and n > 0
+                ):
+                    out.setdefault(probe, {}).setdefault(side, {})[kind] = n
+    return out
+
+
+def stack_loss_lines(lost: dict[str, dict[str, dict[str, int]]]) -> list[str]:
+    """One line per probe: "stacks lost: N user stacks of PROBE (why), ..."."""
+    return [
+        "stacks lost: "
+        + ", ".join(
+            f"{n} {side} stacks of {probe} ({STACK_ERRORS[kind]})"
+            for side, kinds in sides.items()
+            for kind, n in kinds.items()
+        )
+        for probe, sides in lost.items()
+    ]
+
+
+def stacks_lost_total(lost: dict[str, dict[str, dict[str, int]]]) -> int:
+    return sum(n for sides in lost.values() for kinds in sides.values() for n in kinds.values())

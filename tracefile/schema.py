@@ -64,8 +64,9 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
 }
 
 SCHEMA = pa.schema([pa.field(n, t, nullable=True) for n, (t, _) in COLUMNS.items()])
-# The journal's batches: the same columns with plain strings, because one Arrow
-# IPC record batch message cannot carry its dictionaries (a frame must decode alone).
+# The journal's batches before each frame became an IPC stream of its own: the same
+# columns with plain strings, because one record batch message cannot carry its
+# dictionaries. Journals written so still read (tracefile/journal.py).
 JOURNAL_SCHEMA = pa.schema(
     [pa.field(f.name, pa.string() if f.type == _DICT else f.type) for f in SCHEMA]
 )

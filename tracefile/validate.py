@@ -87,6 +87,7 @@ FIELDS = {
     "probes": (lambda v: isinstance(v, list), "a list"),
     "counts": (_dict, "an object"),
     "drops": (_dict, "an object"),
+    "stacks_lost": (_dict, "an object"),
     "columns": (_dict, "an object"),
 }
 # Inside the objects above: key -> test, for the keys analyses read.

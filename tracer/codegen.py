@@ -101,12 +101,12 @@ def _reg_dev(spec: str, btf: BTF | None) -> str:
 def _stacks(r: Resolution) -> list[str]:
     lines = []
     if r.probe.kstack:
-        lines.append("e->kstack = stacks.get_stackid(ctx, 0);")
+        lines.append("e->kstack = stack_id(ctx, e->probe, 0);")
     if r.probe.ustack or r.probe.kstack:
         # A user stack only means something in the task that caused the event,
         # not in an interrupt or a kernel thread that happens to be current.
         cond = "" if r.probe.scope == "task" else "if (followed_task()) "
-        lines.append(f"{cond}e->ustack = stacks.get_stackid(ctx, BPF_F_USER_STACK);")
+        lines.append(f"{cond}e->ustack = stack_id(ctx, e->probe, BPF_F_USER_STACK);")
     return lines
 
 
@@ -242,9 +242,14 @@ def _probe_functions(i: int, r: Resolution, btf: BTF | None) -> tuple[list[str],
         "raw_tracepoint": "struct bpf_raw_tracepoint_args",
     }.get(t.kind, "struct pt_regs")
     guard = [] if r.probe.scope == "device" else ["if (!followed_task()) return 0;"]
-    head = [*guard, f"struct event *e = fresh({i});", "if (!e) return 0;"]
-    entry = head + _fill(r, True, btf) + _stacks(r)
     paired = t.ret or t.kind == "syscall"
+    # an instant event is built where it is emitted (the ring); a call's entry is parked
+    head = [
+        *guard,
+        f"struct event *e = {'fresh' if paired else 'fresh_out'}({i});",
+        "if (!e) return 0;",
+    ]
+    entry = head + _fill(r, True, btf) + _stacks(r)
     funcs: list[str] = []
     atts: list[Attachment] = []
     pre = {"raw_tracepoint": "rtp", "tracepoint": "tp", "syscall": "sc", "kprobe": "kp"}.get(

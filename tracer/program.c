@@ -2,6 +2,7 @@
 // attached probe target. One event layout for every probe keeps the reader
 // simple: v[] holds the catalog's numeric fields in NUMERIC_FIELDS order.
 #include <uapi/linux/ptrace.h>
+#include <linux/errno.h>
 
 // A numeric field the probe could not know (stored as null). Never used for
 // ret, where all-ones is a real -1.
@@ -36,9 +37,16 @@ BPF_PERF_OUTPUT(events);
 BPF_PERCPU_ARRAY(counts, u64, NPROBES);  // exact, whatever the buffer drops
 BPF_PERCPU_ARRAY(drops, u64, NPROBES);
 BPF_PERCPU_ARRAY(fired, u64, NPROBES);  // raw-tracepoint count beside a record-path probe
+// get_stackid failures per probe: [probe * 8 + (user ? 4 : 0) + kind], kind 0
+// -EEXIST (the bucket holds another stack: a hash collision), 1 -ENOMEM (no
+// free entry), 2 -EFAULT (no stack to walk), 3 anything else.
+BPF_PERCPU_ARRAY(stack_errors, u64, NPROBES * 8);
 BPF_PERCPU_ARRAY(scratch, struct event, 1);  // events exceed the 512-byte stack
 BPF_HASH(followed, u32, u8, 65536);          // tgids of the followed processes
 BPF_HASH(inflight, struct call_key, struct event, 16384);
+// Without BPF_F_REUSE_STACKID: an id keeps its first stack for the whole
+// recording (a colliding stack is lost and counted), so the recorder may
+// symbolize an id once (tracer/decode.py).
 BPF_STACK_TRACE(stacks, STACK_ENTRIES);
 
 static __always_inline int followed_task(void)
@@ -51,12 +59,30 @@ static __always_inline int followed_task(void)
 #endif
 }
 
-static __always_inline struct event *fresh(u32 probe)
+// One function per table: BCC rewrites `table.lookup` only where the table is named.
+static __always_inline void count_event(u32 p)
 {
-    u32 zero = 0;
-    struct event *e = scratch.lookup(&zero);
-    if (!e)
-        return 0;
+    u64 *c = counts.lookup(&p);
+    if (c)
+        *c += 1;
+}
+
+static __always_inline void count_drop(u32 p)
+{
+    u64 *c = drops.lookup(&p);
+    if (c)
+        *c += 1;
+}
+
+static __always_inline void count_stack_error(u32 i)
+{
+    u64 *c = stack_errors.lookup(&i);
+    if (c)
+        *c += 1;
+}
+
+static __always_inline void init(struct event *e, u32 probe)
+{
     __builtin_memset(e, 0, sizeof(*e));
     u64 id = bpf_get_current_pid_tgid();
     e->ts = bpf_ktime_get_ns();
@@ -67,24 +93,60 @@ static __always_inline struct event *fresh(u32 probe)
     e->kstack = -1;
     e->ustack = -1;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
+}
+
+// The entry half of a call is built in scratch and parked (below).
+static __always_inline struct event *fresh(u32 probe)
+{
+    u32 zero = 0;
+    struct event *e = scratch.lookup(&zero);
+    if (e)
+        init(e, probe);
+    return e;
+}
+
+// Where an event to emit is built, counted first. With the ring buffer that
+// is a reservation in the ring itself (no copy); a full ring is a drop.
+static __always_inline struct event *out_slot(u32 probe)
+{
+    count_event(probe);
+#ifdef USE_RINGBUF
+    struct event *e = events.ringbuf_reserve(sizeof(struct event));
+    if (!e)
+        count_drop(probe);
+    return e;
+#else
+    u32 zero = 0;
+    return scratch.lookup(&zero);
+#endif
+}
+
+static __always_inline struct event *fresh_out(u32 probe)
+{
+    struct event *e = out_slot(probe);
+    if (e)
+        init(e, probe);
     return e;
 }
 
 static __always_inline void emit(void *ctx, struct event *e)
 {
-    u32 p = e->probe;
-    u64 *c = counts.lookup(&p);
-    if (c)
-        *c += 1;
 #ifdef USE_RINGBUF
-    if (events.ringbuf_output(e, sizeof(*e), 0) < 0) {
+    events.ringbuf_submit(e, 0);  // the kernel wakes the consumer only when it is waiting
 #else
-    if (events.perf_submit(ctx, e, sizeof(*e)) < 0) {
+    if (events.perf_submit(ctx, e, sizeof(*e)) < 0)
+        count_drop(e->probe);
 #endif
-        u64 *d = drops.lookup(&p);
-        if (d)
-            *d += 1;
+}
+
+static __always_inline s32 stack_id(void *ctx, u32 probe, u64 flags)
+{
+    s32 id = stacks.get_stackid(ctx, flags);
+    if (id < 0) {
+        u32 kind = id == -EEXIST ? 0 : id == -ENOMEM ? 1 : id == -EFAULT ? 2 : 3;
+        count_stack_error(probe * 8 + (flags & BPF_F_USER_STACK ? 4 : 0) + kind);
     }
+    return id;
 }
 
 static __always_inline void count_fired(u32 p)
@@ -107,13 +169,12 @@ static __always_inline struct event *unpark(u32 probe)
     struct event *parked = inflight.lookup(&k);
     if (!parked)
         return 0;
-    u32 zero = 0;
-    struct event *e = scratch.lookup(&zero);
-    if (!e)
-        return 0;
-    __builtin_memcpy(e, parked, sizeof(*e));
+    struct event *e = out_slot(probe);
+    if (e) {
+        __builtin_memcpy(e, parked, sizeof(*e));
+        e->dur = bpf_ktime_get_ns() - e->ts;
+    }
     inflight.delete(&k);
-    e->dur = bpf_ktime_get_ns() - e->ts;
     return e;
 }
 

@@ -17,15 +17,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
+
 from .. import __version__
 from ..probes import btf as btf_mod
 from ..probes import catalog as catalog_mod
 from ..probes import discover
 from ..render.progress import Steps
+from ..tracefile import journal
+from ..tracefile.meta import STACK_ERRORS, stack_loss_lines, stacks_lost_total
 from ..tracefile.writer import TraceWriter
 from . import codegen, cost, counters, headers, launch
+from . import ringbuf as rings
 from .addresses import TextRedactor
-from .decode import EventBatcher
+from .decode import DECODE_ROWS, EVENT_DTYPE, EventBatcher
 from .symbols import Symbolizer
 
 # A killed recorder loses at most this much: events are journaled this often.
@@ -56,7 +61,8 @@ class Options:
     keep_addresses: bool = False
     duration: float | None = None
     catalog: str | None = None
-    buffer_pages: int = 1024
+    buffer_pages: int | None = None  # None: RING_PAGES for the ring buffer, PERF_PAGES per CPU
+    stack_entries: int = 16384
     perf_buffer: bool = False
     raw_tracepoints: bool = True  # False: tracepoints take the tracefs record path
     workload_meta: dict = field(default_factory=dict)
@@ -172,6 +178,13 @@ def machine_meta() -> dict:
     }
 
 
+# The default buffer sizes. The ring buffer (all CPUs share it) holds 16 MiB:
+# 95,000 events of 176 bytes, 40 ms at the 2.4 M events/s one CPU can make on
+# the 2-vCPU CI VM, against pauses of the consumer that a 4 MiB ring (10 ms)
+# did not cover there (docs/recorder-cost.md). The perf buffer is per CPU.
+RING_PAGES = 4096
+PERF_PAGES = 1024
+
 # BPF ring buffers: max_entries is a u32 power of two bytes, so 2 GiB at most.
 RINGBUF_MAX_BYTES = 1 << 31
 
@@ -190,7 +203,7 @@ def _mem_available() -> int | None:
 def buffer_pages_problem(pages: int, ringbuf: bool) -> str | None:
     """Why the kernel would refuse this buffer size (or it would exhaust memory), or None."""
     if pages < 1 or pages & (pages - 1):
-        return "must be a power of two (1, 2, 4, ... 1024, the default)"
+        return "must be a power of two (1, 2, 4, ... 4096)"
     page = os.sysconf("SC_PAGE_SIZE")
     total = pages * page * (1 if ringbuf else (os.cpu_count() or 1))
     if ringbuf and pages * page > RINGBUF_MAX_BYTES:
@@ -201,6 +214,23 @@ def buffer_pages_problem(pages: int, ringbuf: bool) -> str | None:
         return (
             f"{pages} pages of {page // 1024} KiB{per} is {total / 2**30:.1f} GiB, more than half "
             f"of this machine's available memory ({avail / 2**30:.1f} GiB)"
+        )
+    return None
+
+
+# A stack map entry: the kernel's bucket header and PERF_MAX_STACK_DEPTH (127) u64s.
+STACK_ENTRY_BYTES = 1040
+
+
+def stack_entries_problem(entries: int) -> str | None:
+    """Why the stack map would be refused or exhaust memory, or None."""
+    if entries < 1:
+        return "must be 1 or more"
+    avail = _mem_available()
+    if avail is not None and entries * STACK_ENTRY_BYTES > avail // 2:
+        return (
+            f"{entries} stacks of ~1 KiB is {entries * STACK_ENTRY_BYTES / 2**30:.1f} GiB, more "
+            f"than half of this machine's available memory ({avail / 2**30:.1f} GiB)"
         )
     return None
 
@@ -218,10 +248,13 @@ class Recorder:
         self._child_cpu: dict | None = None
         self._cpu_at_release: dict[str, float] | None = None
         self._sym: Symbolizer | None = None
-        self._callback_s = 0.0  # time in the buffer callback: copying events, resolving stacks
+        self._callback_s = 0.0  # time reading events from the buffer and resolving their stacks
+        self._flush_s = 0.0  # time decoding and journaling them
+        self._wakeups: int | None = None
         self._text_redactor = TextRedactor()
         self._owner = launch.invoking_user()  # under sudo, the files are the user's
         self._loss_counted: set[str] = set()  # record-path probes with a raw-tp counter
+        self._pages = RING_PAGES  # the buffer's size, --buffer-pages or the default
 
     # ------------------------------------------------------------ setup
     def _check_numbers(self) -> None:
@@ -229,12 +262,24 @@ class Recorder:
         d = self.o.duration
         if d is not None and not (0 < d < float("inf")):
             raise RecordError(f"-d/--duration must be a number of seconds > 0, not {d:g}")
-        why = buffer_pages_problem(self.o.buffer_pages, ringbuf=self._ringbuf())
+        pages = self.o.buffer_pages
+        self._pages = pages if pages is not None else RING_PAGES if self._ringbuf() else PERF_PAGES
+        why = buffer_pages_problem(self._pages, ringbuf=self._ringbuf())
         if why:
-            raise RecordError(f"--buffer-pages {self.o.buffer_pages}: {why}")
+            raise RecordError(f"--buffer-pages {self._pages}: {why}")
+        why = stack_entries_problem(self.o.stack_entries)
+        if why:
+            raise RecordError(f"--stack-entries {self.o.stack_entries}: {why}")
 
     def _ringbuf(self) -> bool:
         return not self.o.perf_buffer and _kernel_version() >= (5, 8)
+
+    def _buffer(self) -> str:
+        """How events reach the recorder (the trace's `buffer`): the ring buffer read through
+        mmap in batches; BCC's callback per event where mmap reads are not safe; the perf buffer."""
+        if not self._ringbuf():
+            return "perf"
+        return "ringbuf" if rings.supported() else "ringbuf-callback"
 
     def _preflight(self):
         self._check_numbers()
@@ -297,14 +342,15 @@ class Recorder:
         if "child_pid" not in fork:
             raise RecordError("sched:sched_process_fork is missing: cannot follow children")
         follow_all = self.o.follow_all or (not self.o.command and self.o.pid is None)
-        ringbuf = self._ringbuf()
+        buffer = self._buffer()
         try:
             text, atts = codegen.generate(
                 resolved,
                 fork_child_offset=fork["child_pid"].offset,
                 follow_all=follow_all,
-                ringbuf=ringbuf,
-                ringbuf_pages=self.o.buffer_pages,
+                ringbuf=buffer != "perf",
+                ringbuf_pages=self._pages,
+                stack_entries=self.o.stack_entries,
                 btf=btf_mod.running(),
             )
         except codegen.CodegenError as e:
@@ -316,6 +362,8 @@ class Recorder:
         t_attach = time.monotonic()
         self._steps.step(f"attaching {n} probes")
         self._attach_all(b, resolved, atts)
+        if not follow_all:  # the followed processes' children are followed too
+            b.attach_tracepoint(tp=b"sched:sched_process_fork", fn_name=b"on_fork")
         self._setup_s = {
             "compile_s": t_attach - t_compile,
             "attach_s": time.monotonic() - t_attach,
@@ -330,7 +378,9 @@ class Recorder:
         self.log(
             f"attached {len(attached)} of {len(resolved)} probes ({raw} raw tracepoints, "
             f"{len([a for a in atts if a.kind in ('uprobe', 'uretprobe')])} uprobes) via "
-            f"{'ring buffer' if ringbuf else 'perf buffer'}"
+            + {"ringbuf": "ring buffer (mmap)", "ringbuf-callback": "ring buffer (callback)"}.get(
+                buffer, "perf buffer"
+            )
         )
         self._warn_per_copy(attached)
 
@@ -343,7 +393,7 @@ class Recorder:
             "start_mono_ns": time.monotonic_ns(),
             "wall_minus_mono_ns": _boot_wall_offset_ns(),
             "headers": {"source": hdr.source, "path": hdr.path, "note": hdr.note},
-            "buffer": "ringbuf" if ringbuf else "perf",
+            "buffer": buffer,
             "addresses": "raw" if self.o.keep_addresses else "pseudonymized-2MiB-regions",
             "probes": [r.as_meta() for r in resolved],
             "workload": self.o.workload_meta,
@@ -363,13 +413,14 @@ class Recorder:
         self.log(f"writing {self.o.output}")
         status = None
         try:
-            status = self._loop(b, resolved, writer, ringbuf, follow_all)
+            status = self._loop(b, resolved, writer, buffer)
         finally:
             counts = self._sum_table(b, "counts", resolved)
             drops = self._sum_table(b, "drops", resolved)
             fired = self._sum_table(b, "fired", resolved)
             fired = {k: v for k, v in fired.items() if k in self._loss_counted}
             withheld = {k: v - counts.get(k, 0) for k, v in fired.items() if v > counts.get(k, 0)}
+            stacks_lost = self._stack_losses(b, resolved)
             meta.update(
                 end_mono_ns=time.monotonic_ns(),
                 end_wall=datetime.now(UTC).isoformat(),
@@ -380,6 +431,7 @@ class Recorder:
                 lost=self._lost,
                 fired=fired,
                 withheld=withheld,
+                stacks_lost=stacks_lost,
             )
             if self._sampler is not None:
                 writer.write(counters.batch(self._sampler.tick(time.monotonic_ns(), force=True)))
@@ -395,7 +447,10 @@ class Recorder:
                 "record path (a record too large for the perf trace buffer); raw tracepoints "
                 "count them all"
             )
+        for line in stack_loss_lines(stacks_lost):
+            self.log(line)
         total_drops = sum(drops.values()) + self._lost
+        lost = stacks_lost_total(stacks_lost)
         self.log(
             f"{writer.rows} events written to {self.o.output}"
             + (
@@ -403,6 +458,7 @@ class Recorder:
                 if total_drops
                 else ""
             )
+            + (f"; {lost} stacks lost (null stack ids; raise --stack-entries)" if lost else "")
         )
         return status if status is not None else 0
 
@@ -422,6 +478,8 @@ class Recorder:
             # what competed with the command: the recorder's CPU after it started it
             "recorder_cpu_running": cost.since(now, self._cpu_at_release),
             "callback_s": self._callback_s,
+            "flush_s": self._flush_s,
+            "wakeups": self._wakeups,
             "symbol_refreshes": self._sym.refreshes if self._sym else None,
             "workload_cpu": self._child_cpu,
             "bpf": cost.bpf_run_time([f.fd for f in b.funcs.values()]),
@@ -482,31 +540,30 @@ class Recorder:
                 out[r.probe.name] = int(sum(table[ct.c_int(i)]))
         return out
 
-    def _loop(
-        self, b, resolved, writer: TraceWriter, ringbuf: bool, follow_all: bool
-    ) -> int | None:
+    @staticmethod
+    def _stack_losses(b, resolved) -> dict[str, dict[str, dict[str, int]]]:
+        """get_stackid failures per probe, kernel and user, by kind (program.c's
+        stack_errors: [probe * 8 + (user ? 4 : 0) + kind]); zeros left out."""
+        table = b["stack_errors"]
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for i, r in enumerate(resolved):
+            if r.status != "attach":
+                continue
+            for side, base in (("kernel", 0), ("user", 4)):
+                for j, kind in enumerate(STACK_ERRORS):
+                    n = int(sum(table[ct.c_int(i * 8 + base + j)]))
+                    if n:
+                        out.setdefault(r.probe.name, {}).setdefault(side, {})[kind] = n
+        return out
+
+    def _loop(self, b, resolved, writer: TraceWriter, buffer: str) -> int | None:
         self._sym = Symbolizer(b, b["stacks"])
         batcher = self._batcher = EventBatcher(resolved, self._sym, self.o.keep_addresses)
         self._writer = writer
         self._flushed_at = time.monotonic()
         self._lost = 0
-
-        clock = time.perf_counter
-
-        def on_event(_ctx, data, size):
-            t = clock()
-            batcher.add(data, size)
-            self._callback_s += clock() - t
-
-        def on_lost(n):
-            self._lost += n
-
-        if ringbuf:
-            b["events"].open_ring_buffer(on_event)
-            poll = b.ring_buffer_poll
-        else:
-            b["events"].open_perf_buffer(on_event, page_cnt=self.o.buffer_pages, lost_cb=on_lost)
-            poll = b.perf_buffer_poll
+        poll = self._consumer(b, buffer, batcher)
+        _warm_up(resolved)
 
         old = {
             s: signal.signal(s, self._on_signal)
@@ -536,17 +593,72 @@ class Recorder:
             # Drain what is still buffered: the command's last events matter most.
             for _ in range(50):
                 before = len(batcher)
-                poll(50)
+                poll(0.05)
                 if len(batcher) == before:
                     break
             self._flush(force=True)
+
+    def _consumer(self, b, buffer: str, batcher: EventBatcher) -> Callable[[float], None]:
+        """poll(timeout_s): hand the events buffered now to the batcher, waiting up to
+        timeout_s for some if there are none."""
+        clock = time.perf_counter
+        if buffer == "ringbuf":
+            ring = rings.RingReader(b["events"].map_fd, rings.ring_bytes(self._pages), EVENT_DTYPE)
+            self._wakeups = 0
+
+            def read() -> int:
+                t = clock()
+                try:
+                    got = ring.read()
+                except rings.RingError as e:
+                    raise RecordError(str(e)) from None
+                if got is not None:
+                    batcher.add_records(got)
+                self._callback_s += clock() - t
+                return 0 if got is None else len(got)
+
+            def poll_ring(timeout_s: float) -> None:
+                n = read()
+                if not n:  # idle: the kernel wakes us at the next event
+                    ring.wait(timeout_s)
+                    self._wakeups = ring.wakeups
+                    n = read()
+                if 0 < n < ring.capacity // 4:  # a trickle: let the ring gather a batch
+                    time.sleep(rings.READ_GAP_S)
+
+            return poll_ring
+
+        def on_event(_ctx, data, size):
+            t = clock()
+            batcher.add(data, size)
+            self._callback_s += clock() - t
+
+        def on_lost(n):
+            self._lost += n
+
+        if buffer == "ringbuf-callback":
+            b["events"].open_ring_buffer(on_event)
+            bcc_poll = b.ring_buffer_poll
+        else:
+            b["events"].open_perf_buffer(on_event, page_cnt=self._pages, lost_cb=on_lost)
+            bcc_poll = b.perf_buffer_poll
+
+        def poll_bcc(timeout_s: float) -> None:
+            bcc_poll(int(timeout_s * 1000))
+            t = clock()
+            batcher.commit()
+            self._callback_s += clock() - t
+
+        return poll_bcc
 
     def _flush(self, force: bool = False) -> None:
         """Journal the batch: at FLUSH_EVENTS events or FLUSH_S seconds, whichever first."""
         now = time.monotonic()
         if force or len(self._batcher) >= FLUSH_EVENTS or now - self._flushed_at >= FLUSH_S:
+            t = time.perf_counter()
             events = self._batcher.take()
             self._writer.write(events, stacks=self._batcher.take_stacks())
+            self._flush_s += time.perf_counter() - t
             self._flushed_at = now
         sampler = getattr(self, "_sampler", None)
         if sampler is not None:
@@ -559,7 +671,7 @@ class Recorder:
         deadline = time.monotonic() + self.o.duration if self.o.duration else None
         forwarded_at = None
         while True:
-            poll(100)
+            poll(0.1)
             self._flush()
             if child is not None:
                 pid, status, ru = os.wait4(child.pid, os.WNOHANG)
@@ -585,6 +697,21 @@ class Recorder:
                 elif time.monotonic() - forwarded_at > 5:
                     os.kill(child.pid, signal.SIGKILL)
                     forwarded_at = time.monotonic() + 1e9  # kill once
+
+
+def _warm_up(resolved: list[discover.Resolution]) -> None:
+    """Put a batch of empty events through decoding and journal encoding, unwritten.
+
+    The first batch costs several times a later one (numpy's and Arrow's lazy
+    set-up, fresh memory); paid while the command runs, it is a pause in which
+    a fast probe fills the ring.
+    """
+    plain = [i for i, r in enumerate(resolved) if r.probe.op != "exec"]
+    ev = np.zeros(DECODE_ROWS, rings.record_dtype(EVENT_DTYPE))
+    ev["probe"], ev["kstack"], ev["ustack"] = plain[0] if plain else 0, -1, -1
+    batcher = EventBatcher(resolved, sym=None, keep_addresses=False)  # type: ignore[arg-type]
+    batcher.add_records(ev)
+    journal.stream(batcher.take())
 
 
 def exit_code(status: int | None) -> int:
