@@ -11,7 +11,6 @@ import tempfile
 from dataclasses import dataclass
 
 from ..errors import UserError
-from ..render.progress import step
 from ..tracefile.sidecar import workload_path, write_workload
 from ..tracer.addresses import TextRedactor
 from ..tracer.launch import give_to_invoker
