@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..render.progress import step
 from ..tracefile.sidecar import workload_path, write_workload
 from ..tracer.addresses import TextRedactor
 from ..tracer.launch import give_to_invoker
@@ -99,11 +100,11 @@ def run_lab(
         paths = {k: os.path.join(work, k) for k in names}
         release = kernel_release(tools.kernel)
         steps = [dict(s) for s in steps]
-        for step in steps:
-            if step["kind"] == "sg":
+        for st in steps:
+            if st["kind"] == "sg":
                 if progress:
                     progress(f"lab: building the {SG_MODULE} module for {release}")
-                step["module"] = kmodule.build(release, work)
+                st["module"] = kmodule.build(release, work)
         with open(paths["plan.json"], "w") as f:
             json.dump(steps, f)
         spec_path = os.path.join(work, "spec.json")
