@@ -311,7 +311,12 @@ def test_sigkill_leaves_a_readable_partial_trace(known_calls, tmp_path):
     _wait_for_events(out)
     time.sleep(1.0)
     rec.kill()
-    rec.communicate(timeout=30)
+    # wait, not communicate: the orphaned workload still holds the pipes open (it sleeps
+    # 30 s), so reading them to EOF would wait for it, not for the recorder
+    rec.wait(timeout=30)
+    for pipe in (rec.stdout, rec.stderr):
+        if pipe is not None:
+            pipe.close()
     t = load(str(out))
     ev = t.events
     for pid in set(ev["pid"]):  # the orphaned workload
