@@ -116,9 +116,13 @@ def _frames(t, probe: str, column: str) -> list[list[str]]:
 
 
 def test_stacks_are_the_same_through_mmap_and_the_callback(known_calls, loop, tmp_path):
-    """User stacks of a uprobe and kernel stacks of a tracepoint, resolved per chunk, are
-    the frames BCC's per-event callback path (the perf buffer) gives."""
-    got = {}
+    """User stacks of a uprobe, resolved per chunk, are the frames BCC's per-event callback
+    path (the perf buffer) gives; kernel stacks of a tracepoint are the system call's path
+    through both. (Kernel frames between the program and the syscall depend on what else
+    is attached to the tracepoint, other tracers included: only the path is compared.)"""
+    syscall_path = ["syscall_trace_enter [kernel]", "do_syscall_64 [kernel]",
+                    "entry_SYSCALL_64_after_hwframe [kernel]"]  # fmt: skip
+    user = {}
     for buffer, args in (("ringbuf", ()), ("perf", ("--perf-buffer",))):
         u = tmp_path / f"u-{buffer}.iot"
         record(u, *args, "--uprobe", f"{known_calls}:iot_work", cmd=(known_calls, "30"))
@@ -126,16 +130,18 @@ def test_stacks_are_the_same_through_mmap_and_the_callback(known_calls, loop, tm
         record(k, *args, "--probe", "sys_enter_kstack", cmd=(loop, "getppid", "2000"))
         tu, tk = load(str(u)), load(str(k))
         assert tu.meta["buffer"] == tk.meta["buffer"] == buffer
-        kernel = [
-            [f for f in s if not f.endswith("[bpf]")]
-            for s in _frames(tk, "sys_enter_kstack", "kstack")
-        ]
-        got[buffer] = (_frames(tu, "iot_work", "ustack"), kernel)
-    (user, kernel), (user_cb, kernel_cb) = got["ringbuf"], got["perf"]
-    assert len(user) == 30 and user == user_cb
-    assert all(s[0] == "iot_work [known_calls]" and "main [known_calls]" in s for s in user)
-    assert kernel and sorted(map(tuple, kernel)) == sorted(map(tuple, kernel_cb))
-    assert any("do_syscall_64 [kernel]" in s for s in kernel)
+        user[buffer] = _frames(tu, "iot_work", "ustack")
+        calls = loop_events_of(tk, "sys_enter_kstack")
+        assert len(calls) >= 2000
+        assert all(list(s)[-3:] == syscall_path for s in calls.kstack)
+    assert len(user["ringbuf"]) == 30 and user["ringbuf"] == user["perf"]
+    assert all(s[0] == "iot_work [known_calls]" and "main [known_calls]" in s for s in user["perf"])
+
+
+def loop_events_of(t, probe: str):
+    """The loop's getppid entries seen by one probe."""
+    ev = t.events
+    return ev[(ev.probe == probe) & (ev.comm == "loop") & (ev["cmd"] == SYS_GETPPID)]
 
 
 def test_lost_stacks_are_counted_and_said(loop, tmp_path):
