@@ -77,7 +77,9 @@ def assert_sg_sized(t, nvme: str):
     sg = ev[ev["probe"].isin(["dma_map_sg", "dma_unmap_sg"]) & (ev["dev"] == nvme)]
     paths = {p["name"]: p["path"] for p in t.meta["probes"]}
     assert paths["dma_map_sg"] == paths["dma_unmap_sg"] == "kprobe"
-    assert len(sg) > 0
+    # dd's 64 KiB buffers map as one segment (dma_map) when their pages are contiguous
+    # (THP), as lists otherwise: some runs have no sg map at all. test_lab_kernels maps
+    # long lists on this path every time.
     assert sg["size"].notna().all() and not sg["at_least"].any()
     maps = sg[sg["probe"] == "dma_map_sg"]
     unmaps = sg[sg["probe"] == "dma_unmap_sg"]
