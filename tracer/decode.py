@@ -263,8 +263,11 @@ class EventBatcher:
         values = ev["v"]
         for j, c in enumerate(NUMERIC_FIELDS):
             present = self._has[c][probe]
-            if not present.any():
-                put(c + "!", present)  # a column no probe of this group fills: all null
+            if not present.any():  # a column no probe of this chunk fills: all null
+                # both arrays even so: a batch of several chunks concatenates each
+                # column's chunks, and the values must stay as long as their mask
+                put(c, np.zeros(n, np.int64))
+                put(c + "!", present)
                 continue
             v = values[:, j].copy()
             if c != "ret":
