@@ -156,6 +156,8 @@ def build(trace: Trace, bins: int = 10) -> dict:
         "flushes_per_unmap": c["flush"] / unmaps if c["flush"] is not None and unmaps else None,
         "flush_probes": list(E.flush_probes(trace)),
         "dropped": sum(trace.metadata.drops.values()) + trace.metadata.lost,
+        # not in the counts either (tracer/cost.recursion_misses): rates are low by these
+        "missed": dict(trace.metadata.missed),
         "devices": _devices(ev),
         "size_histogram": _size_histogram(ev, trace),
         "timeline": _timeline(ev, trace, start, end, bins) if ev.n else [],

@@ -30,6 +30,7 @@ def summarize(t: Trace) -> dict:
                 "count": counts.get(name),
                 "in_file": in_file.get(name, 0),
                 "dropped": drops.get(name, 0),
+                "missed": m.missed.get(name, 0),
                 # events the kernel fired but withheld from the record path; None: not counted
                 "withheld": (
                     max(0, fired[name] - counts[name])
@@ -73,6 +74,7 @@ def summarize(t: Trace) -> dict:
         "events": t.num_events,
         "dropped": sum(drops.values()) + m.lost,
         "withheld": sum(p["withheld"] or 0 for p in probes),
+        "missed": sum(m.missed.values()),
         "withheld_unchecked": unchecked,
         "stacks_lost": t.metadata.stacks_lost,
         "probes": probes,

@@ -32,6 +32,12 @@ def to_text(r: dict) -> str:
         + (f", {r['dropped']} events dropped" if r["dropped"] else ""),
         "",
     ]
+    missed = r.get("missed") or {}
+    if missed:
+        out[1:1] = [
+            "MISSED by the kernel (its BPF program skipped while another ran on that CPU; "
+            "counts below are low by these): " + ", ".join(f"{k} {v:,}" for k, v in missed.items())
+        ]
     rows = [
         [BY_NAME[k].label, v, r["rates_per_s"][k]] for k, v in r["counts"].items() if v is not None
     ]

@@ -64,6 +64,7 @@ def to_text(s: dict) -> str:
         f"buffer     {s['buffer']}, addresses {s['addresses']}",
         f"events     {s['events']} in file, {s['dropped']} dropped"
         + (f", {s['withheld']} WITHHELD by the kernel" if s.get("withheld") else "")
+        + (f", {s['missed']} MISSED by the kernel" if s.get("missed") else "")
         + (f", {stacks_lost_total(s['stacks_lost'])} stacks lost" if s.get("stacks_lost") else ""),
     ]
     if s["cost"]:
@@ -94,6 +95,13 @@ def to_text(s: dict) -> str:
             "of them never reached the trace (tracefs record over the perf trace buffer); "
             "record with raw tracepoints (BTF) to see them"
         )
+    for p in s["probes"]:
+        if p.get("missed"):
+            lines.append(
+                f"missed: {p['name']}'s BPF program was skipped {p['missed']} times (called "
+                "while another kprobe or tracepoint program ran on that CPU); those events "
+                "are in neither the file nor COUNT"
+            )
     for line in stack_loss_lines(s.get("stacks_lost") or {}):
         lines.append(f"{line}; those events have a null stack id (see record --stack-entries)")
     if s.get("withheld_unchecked"):

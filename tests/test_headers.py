@@ -44,3 +44,43 @@ def test_nearest_distro_tree_is_linked(tmp_path):
     assert (mods / "6.18.44-fc" / "build").resolve() == (src / "linux-headers-6.1.0-56-amd64")
     assert (mods / "6.18.44-fc" / "source").resolve() == (src / "linux-headers-6.1.0-56-common")
     assert "nearest installed version" in h.note
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="linking headers needs root")
+def test_backports_tree_links_its_common_tree(tmp_path):
+    # bookworm-backports names its trees with "+deb12": the lab's 6.12 headers, which are
+    # nearer to 6.18 than 6.1's (kconfig.h lives in the common tree)
+    src = tmp_path / "src"
+    for name in (
+        "linux-headers-6.1.0-57-amd64",
+        "linux-headers-6.1.0-57-common",
+        "linux-headers-6.12.95+deb12-amd64",
+        "linux-headers-6.12.95+deb12-common",
+    ):
+        tree(src, name)  # fmt: skip
+    mods = tmp_path / "m"
+    h = headers.resolve("6.18.44-fc-v1045", modules=str(mods), src=str(src),
+                        kheaders=str(tmp_path / "none"))  # fmt: skip
+    assert h.path.endswith("linux-headers-6.12.95+deb12-amd64")
+    source = (mods / "6.18.44-fc-v1045" / "source").resolve()
+    assert source == src / "linux-headers-6.12.95+deb12-common"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="linking headers needs root")
+def test_a_link_that_misses_kconfig_is_made_again(tmp_path):
+    # what an older recorder left: source linked to the flavour tree, not the common one
+    src = tmp_path / "src"
+    flavour = tree(src, "linux-headers-6.12.95+deb12-amd64")
+    common = tree(src, "linux-headers-6.12.95+deb12-common")
+    (common / headers.KCONFIG).parent.mkdir(parents=True)
+    (common / headers.KCONFIG).write_text("")
+    release = tmp_path / "m" / "6.18.44-fc"
+    release.mkdir(parents=True)
+    (release / "build").symlink_to(flavour)
+    (release / "source").symlink_to(flavour)
+    h = headers.resolve("6.18.44-fc", modules=str(tmp_path / "m"), src=str(src),
+                        kheaders=str(tmp_path / "none"))  # fmt: skip
+    assert h.source == "distro-package" and (release / "source").resolve() == common
+    again = headers.resolve("6.18.44-fc", modules=str(tmp_path / "m"), src=str(src),
+                            kheaders=str(tmp_path / "none"))  # fmt: skip
+    assert again.source == "modules-build"  # complete now: left as it is

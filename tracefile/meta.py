@@ -183,6 +183,9 @@ class TraceMeta:
     drops: dict[str, int] = field(default_factory=dict)  # per probe, lost to a full buffer
     lost: int = 0  # lost by the perf buffer, not per probe
     fired: dict[str, int] = field(default_factory=dict)  # raw-tracepoint counts (record path)
+    # per probe, runs of its BPF programs the kernel skipped (another one ran on that CPU):
+    # events in neither the file nor `counts`
+    missed: dict[str, int] = field(default_factory=dict)
     workload: dict[str, Any] = field(default_factory=dict)
     pmu: Pmu = field(default_factory=Pmu)
     cost: Cost | None = None
@@ -215,6 +218,7 @@ class TraceMeta:
             drops=dict(m.get("drops") or {}),
             lost=max(0, _int(m.get("lost")) or 0),
             fired=_counts(m.get("fired")),
+            missed=_counts(m.get("missed")),
             workload=_dict(m.get("workload")),
             pmu=Pmu.from_json(m.get("pmu")),
             cost=Cost.from_json(m.get("cost")),

@@ -50,6 +50,23 @@ def child_cpu(ru) -> dict[str, float | int]:
     }
 
 
+def recursion_misses(prog_fd: int) -> int | None:
+    """Runs the kernel skipped for this BPF program (fdinfo's recursion_misses, 5.12+,
+    counted whether or not bpf_stats is on). A kprobe or tracepoint program does not
+    run while another such program runs on the same CPU (bpf_prog_active): an
+    interrupt's DMA unmap landing in one is an event the trace never sees, nor
+    the per-probe counters it bumps. None: this kernel does not say."""
+    try:
+        with open(f"/proc/self/fdinfo/{prog_fd}") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                if key == "recursion_misses":
+                    return int(val)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def bpf_run_time(prog_fds: list[int]) -> dict[str, int] | None:
     """Kernel time spent in our BPF programs, where kernel.bpf_stats_enabled=1
     (it costs ~20 ns a run, so it is off by default and we never turn it on)."""

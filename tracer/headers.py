@@ -19,6 +19,9 @@ class Headers:
     note: str
 
 
+KCONFIG = "include/linux/kconfig.h"
+
+
 def _version_key(release: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", release)[:3])
 
@@ -38,8 +41,9 @@ def nearest_distro_tree(release: str, root: str = "/usr/src") -> tuple[str, str]
         return tuple(abs(a - b) for a, b in zip(want, have, strict=False))
 
     best = min(trees, key=distance)
-    m = re.match(r"(linux-headers-[\d.]+-\d+)", os.path.basename(best))
-    common = os.path.join(root, f"{m[1]}-common") if m else ""
+    # the flavour is the last dash-part: linux-headers-6.1.0-57-amd64 and (backports)
+    # linux-headers-6.12.95+deb12-amd64 have their common tree beside them
+    common = os.path.join(root, os.path.basename(best).rsplit("-", 1)[0] + "-common")
     return best, common if os.path.isdir(common) else best
 
 
@@ -53,8 +57,13 @@ def resolve(
     """Headers BCC will compile against; links a distro tree into /lib/modules if needed."""
     release = release or os.uname().release
     build = f"{modules}/{release}/build"
-    if os.path.exists(os.path.join(build, "Makefile")) or os.path.isdir(
-        os.path.join(build, "include")
+    source = f"{modules}/{release}/source"
+    # BCC needs include/linux/kconfig.h in build or source (Debian keeps it in the common
+    # tree); a link of ours that misses it (an older release's naming) is made again below
+    complete = any(os.path.exists(os.path.join(d, KCONFIG)) for d in (build, source))
+    if (complete or not os.path.islink(build)) and (
+        os.path.exists(os.path.join(build, "Makefile"))
+        or os.path.isdir(os.path.join(build, "include"))
     ):
         return Headers("modules-build", os.path.realpath(build), f"{build}")
     if os.path.exists(kheaders):

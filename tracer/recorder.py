@@ -421,6 +421,7 @@ class Recorder:
             fired = {k: v for k, v in fired.items() if k in self._loss_counted}
             withheld = {k: v - counts.get(k, 0) for k, v in fired.items() if v > counts.get(k, 0)}
             stacks_lost = self._stack_losses(b, resolved)
+            missed = self._missed(b, resolved, atts)
             meta.update(
                 end_mono_ns=time.monotonic_ns(),
                 end_wall=datetime.now(UTC).isoformat(),
@@ -431,6 +432,7 @@ class Recorder:
                 lost=self._lost,
                 fired=fired,
                 withheld=withheld,
+                missed=missed,
                 stacks_lost=stacks_lost,
             )
             if self._sampler is not None:
@@ -446,6 +448,12 @@ class Recorder:
                 f"{name}: the kernel withheld {n} of {fired[name]} events from the tracefs "
                 "record path (a record too large for the perf trace buffer); raw tracepoints "
                 "count them all"
+            )
+        for name, n in missed.items():
+            self.log(
+                f"{name}: the kernel skipped its BPF program {n} times (it was called while "
+                "another kprobe or tracepoint program ran on that CPU): those events are in "
+                "neither the trace nor its counts"
             )
         for line in stack_loss_lines(stacks_lost):
             self.log(line)
@@ -538,6 +546,21 @@ class Recorder:
         for i, r in enumerate(resolved):
             if r.status == "attach":
                 out[r.probe.name] = int(sum(table[ct.c_int(i)]))
+        return out
+
+    @staticmethod
+    def _missed(b, resolved, atts) -> dict[str, int]:
+        """Per probe, the runs the kernel skipped of its programs (cost.recursion_misses);
+        zeros left out."""
+        out: dict[str, int] = {}
+        for att in atts:
+            r = resolved[att.index]
+            func = b.funcs.get(att.fn.encode())
+            if r.status != "attach" or func is None:
+                continue
+            n = cost.recursion_misses(func.fd)
+            if n:
+                out[r.probe.name] = out.get(r.probe.name, 0) + n
         return out
 
     @staticmethod
