@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..tracefile import sidecar
 from ..tracefile.meta import TraceMeta
 from ..tracefile.reader import Trace
 from ..tracefile.sidecar import SidecarError
@@ -51,8 +52,9 @@ def load_workload(trace: Trace) -> dict:
         wl = trace.workload()
     except SidecarError as e:
         raise PhaseError(str(e)) from None
-    if "steps" in wl:
-        return wl
+    steps = sidecar.WorkloadSidecar(trace.path, {}, wl).steps  # generation steps only
+    if steps is not None:
+        return {**wl, "steps": steps}
     raise PhaseError(
         f"{trace.path}: no phase windows (record examples/flexgen_run.py, which writes them "
         "to TRACE.workload.json)"

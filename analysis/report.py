@@ -14,6 +14,7 @@ from ..tracefile.reader import Trace
 from . import columns
 from . import events as E
 from .columns import Columns
+from .consistency import disagreements
 
 MAP_CATEGORIES = ("dma_map", "iommu_map")
 
@@ -158,6 +159,7 @@ def build(trace: Trace, bins: int = 10) -> dict:
         "dropped": sum(trace.metadata.drops.values()) + trace.metadata.lost,
         # not in the counts either (tracer/cost.recursion_misses): rates are low by these
         "missed": dict(trace.metadata.missed),
+        "disagree": [d.line() for d in disagreements(trace.metadata)],
         "devices": _devices(ev),
         "size_histogram": _size_histogram(ev, trace),
         "timeline": _timeline(ev, trace, start, end, bins) if ev.n else [],

@@ -7,6 +7,7 @@ import pyarrow.compute as pc
 
 from ..tracefile.meta import Cost
 from ..tracefile.reader import Trace
+from .consistency import disagreements
 
 
 def summarize(t: Trace) -> dict:
@@ -75,6 +76,7 @@ def summarize(t: Trace) -> dict:
         "dropped": sum(drops.values()) + m.lost,
         "withheld": sum(p["withheld"] or 0 for p in probes),
         "missed": sum(m.missed.values()),
+        "disagree": [d.line() for d in disagreements(m)],
         "withheld_unchecked": unchecked,
         "stacks_lost": t.metadata.stacks_lost,
         "probes": probes,

@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(what)
         if rc:
             break
-    result = parts[0] if len(parts) == 1 else {"workload": "steps", "steps": parts}
+    # "plan", not "steps": a sidecar's "steps" are FlexGen's generation steps (phases)
+    result = parts[0] if len(parts) == 1 else {"workload": "plan", "plan": parts}
     result.update(exit_status=rc, runs=runs)
     for run in runs:
         print(RESULT_TAG, json.dumps(run), flush=True)

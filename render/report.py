@@ -32,6 +32,7 @@ def to_text(r: dict) -> str:
         + (f", {r['dropped']} events dropped" if r["dropped"] else ""),
         "",
     ]
+    out[1:1] = [f"WARNING: {d}" for d in r.get("disagree") or []]
     missed = r.get("missed") or {}
     if missed:
         out[1:1] = [

@@ -102,6 +102,7 @@ def to_text(s: dict) -> str:
                 "while another kprobe or tracepoint program ran on that CPU); those events "
                 "are in neither the file nor COUNT"
             )
+    lines += [f"WARNING: {d}" for d in s.get("disagree") or []]
     for line in stack_loss_lines(s.get("stacks_lost") or {}):
         lines.append(f"{line}; those events have a null stack id (see record --stack-entries)")
     if s.get("withheld_unchecked"):

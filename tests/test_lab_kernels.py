@@ -1,9 +1,12 @@
 """The lab's other kernel and other IOMMU: Debian 6.12 (raw tracepoints) and AMD-Vi (6.1, kprobes).
 
 One boot each, several checks per boot (a boot costs minutes on two vCPUs):
-the lab's module maps long, chained scatter lists (1,024-4,096 entries of
-4 KiB) on the NVMe device, then dd reads the disk. Every long map and unmap
-must be in the trace, sized exactly (no "at least"), on either probe path;
+dd reads the disk, then the lab's module maps long, chained scatter lists
+(1,024-4,096 entries of 4 KiB) on the NVMe device. dd goes first: on 6.12 an
+unloaded module has, now and then, left one kprobe's program never to run again
+(traces/lab/k612-kprobe-stops-after-rmmod.iot; analysis/consistency.py says so).
+Every long map and unmap must be in the trace, sized exactly (no "at least"),
+on either probe path;
 the IOTLB flushes per unmap must be those of strict mode.
 """
 
@@ -35,7 +38,7 @@ MAPS = 4
 
 def run_lab(tmp_path, name, *args):
     out = tmp_path / f"{name}.iot"
-    p = cli("lab", "-q", "-o", str(out), *args, "--workload", "sg", "--workload", "dd",
+    p = cli("lab", "-q", "-o", str(out), *args, "--workload", "dd", "--workload", "sg",
             "--nents", ",".join(map(str, [*NENTS, OVER])), "--maps", str(MAPS),
             "--bs", "64k", "--count", str(COUNT), timeout=600)  # fmt: skip
     assert p.returncode == 0, p.stderr

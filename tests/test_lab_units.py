@@ -107,7 +107,7 @@ def test_workload_steps(tmp_path, capsys):
     )
     assert workloads.main(["--result", str(result), "steps", str(plan)]) == 0
     data = json.loads(result.read_text())
-    assert data["workload"] == "steps" and [s["command"] for s in data["steps"]] == [cmd, "true"]
+    assert data["workload"] == "plan" and [s["command"] for s in data["plan"]] == [cmd, "true"]
     assert len(data["runs"]) == 2 and data["runs"][0]["t_end_ns"] <= data["runs"][1]["t_start_ns"]
     plan.write_text(
         json.dumps([{"kind": "run", "command": "exit 4"}, {"kind": "run", "command": "true"}])

@@ -146,7 +146,8 @@ def test_perf_buffer_gives_the_same_counts(known_calls, tmp_path):
 
 
 def test_follow_pid(known_calls, tmp_path):
-    target = subprocess.Popen([known_calls, "1", "0", "sleep:4"])
+    # calls every 10 ms for longer than a loaded machine's recorder start-up; killed below
+    target = subprocess.Popen([known_calls, "1", "0", "sleep:60"])
     try:
         out = tmp_path / "pid.iot"
         proc = cli(

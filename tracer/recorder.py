@@ -255,6 +255,8 @@ class Recorder:
         self._owner = launch.invoking_user()  # under sudo, the files are the user's
         self._loss_counted: set[str] = set()  # record-path probes with a raw-tp counter
         self._pages = RING_PAGES  # the buffer's size, --buffer-pages or the default
+        self._lost = 0  # the perf buffer's lost count; set here so a loop that fails early
+        # still finalizes the trace (run's finally reads it)
 
     # ------------------------------------------------------------ setup
     def _check_numbers(self) -> None:
@@ -584,7 +586,6 @@ class Recorder:
         batcher = self._batcher = EventBatcher(resolved, self._sym, self.o.keep_addresses)
         self._writer = writer
         self._flushed_at = time.monotonic()
-        self._lost = 0
         poll = self._consumer(b, buffer, batcher)
         _warm_up(resolved)
 
