@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import ctypes as ct
 import json
 import os
@@ -27,7 +26,7 @@ from ..render.progress import Steps
 from ..tracefile import journal
 from ..tracefile.meta import STACK_ERRORS, stack_loss_lines, stacks_lost_total
 from ..tracefile.writer import TraceWriter
-from . import codegen, cost, counters, headers, launch
+from . import codegen, cost, counters, detach, headers, launch
 from . import ringbuf as rings
 from .addresses import TextRedactor
 from .decode import DECODE_ROWS, EVENT_DTYPE, EventBatcher
@@ -134,21 +133,6 @@ def _attach(b, att: codegen.Attachment) -> None:
         b.attach_uretprobe(name=att.path.encode(), sym=att.target.encode(), fn_name=fn)
     else:
         raise ValueError(att.kind)
-
-
-def _detach(b, log: Callable[[str], None]) -> None:
-    """Detach every probe; a BCC failure here must not fail a trace already finalized.
-
-    Seen once on an H100 machine (BCC 0.26, kernel 6.18): detach_uprobe_event got
-    EBADF from PERF_EVENT_IOC_DISABLE and raised, so the recorder exited 1 with a
-    traceback after writing a complete trace. The kernel drops what is left when
-    the process exits; BCC's own atexit cleanup would only raise again.
-    """
-    try:
-        b.cleanup()
-    except Exception as e:
-        atexit.unregister(b.cleanup)
-        log(f"warning: detaching the probes failed ({e}); the trace is complete")
 
 
 def _boot_wall_offset_ns() -> int:
@@ -441,10 +425,12 @@ class Recorder:
                 writer.write(counters.batch(self._sampler.tick(time.monotonic_ns(), force=True)))
                 self._sampler.close()
             meta["events_written"] = writer.rows
+            holder = detach.hand_off(b)
+            meta["detach"] = "background" if holder is not None else "in place"
             meta["cost"] = self._cost(b)
             meta["workload"] = self._workload_result(meta["workload"])
             writer.finalize(meta if self.o.keep_addresses else self._redact(meta))
-            _detach(b, self.log)
+            detach.detach(b, holder, self.log)
         for name, n in withheld.items():
             self.log(
                 f"{name}: the kernel withheld {n} of {fired[name]} events from the tracefs "
