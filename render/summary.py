@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from ..tracefile.meta import stack_loss_lines, stacks_lost_total
+from ..tracefile.meta import no_stack_line, stack_loss_lines, stacks_lost_total
 from .table import grid
 
 
@@ -65,7 +65,7 @@ def to_text(s: dict) -> str:
         f"events     {s['events']} in file, {s['dropped']} dropped"
         + (f", {s['withheld']} WITHHELD by the kernel" if s.get("withheld") else "")
         + (f", {s['missed']} MISSED by the kernel" if s.get("missed") else "")
-        + (f", {stacks_lost_total(s['stacks_lost'])} stacks lost" if s.get("stacks_lost") else ""),
+        + (f", {n} stacks lost" if (n := stacks_lost_total(s.get("stacks_lost") or {})) else ""),
     ]
     if s["cost"]:
         lines.append(_cost_line(s["cost"]))
@@ -105,6 +105,8 @@ def to_text(s: dict) -> str:
     lines += [f"WARNING: {d}" for d in s.get("disagree") or []]
     for line in stack_loss_lines(s.get("stacks_lost") or {}):
         lines.append(f"{line}; those events have a null stack id (see record --stack-entries)")
+    if (no_stack := no_stack_line(s.get("stacks_lost") or {})) is not None:
+        lines.append(no_stack)
     if s.get("withheld_unchecked"):
         lines.append(
             "note: tracefs record path with no raw-tracepoint counter (no BTF): events the "

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iommu_trace.tracefile.meta import Cost, Probe, TraceMeta
+from iommu_trace.tracefile.meta import (
+    Cost,
+    Probe,
+    TraceMeta,
+    no_stack_line,
+    stack_loss_lines,
+    stacks_lost_total,
+)
 from iommu_trace.tracefile.reader import load
 
 TRACES = Path(__file__).parent.parent / "traces"
@@ -70,3 +77,17 @@ def test_a_malformed_cost_is_not_a_crash(tmp_path):
     r = CliRunner().invoke(cli, ["info", str(out)])
     assert r.exit_code == 0, r.output
     assert "cost       " in r.output
+
+
+def test_no_stack_to_walk_is_not_counted_as_lost():
+    # a lab trace: unmaps in NVMe interrupts have no user stack (-EFAULT), and 16 kernel
+    # stacks of iommu_unmap hashed onto others' buckets (a real loss)
+    fixture = Path(__file__).parent.parent / "traces/lab/k612-kprobe-stops-after-rmmod.iot"
+    lost = load(str(fixture)).metadata
+    assert stacks_lost_total(lost.stacks_lost) == 16
+    assert stacks_lost_total(lost.stacks_lost, ("fault",)) == 5 + 159 + 8 + 159 + 3
+    assert stack_loss_lines(lost.stacks_lost) == [
+        "stacks lost: 16 kernel stacks of iommu_unmap (hash collision)"
+    ]
+    line = no_stack_line(lost.stacks_lost)
+    assert line is not None and "159 user of dma_unmap_sg" in line and "not a loss" in line

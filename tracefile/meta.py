@@ -265,18 +265,46 @@ def stack_losses(v: Any) -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
+# What a bigger stack map helps (or an unknown error); "fault" is no stack to walk: a
+# user stack asked in kernel context (an interrupt, a kernel thread), not a loss.
+LOSSES = ("collision", "full", "other")
+
+
+def _per_probe(lost: dict[str, dict[str, dict[str, int]]], kinds: tuple[str, ...]) -> dict:
+    return {
+        probe: [
+            (side, kind, n) for side, ks in sides.items() for kind, n in ks.items() if kind in kinds
+        ]  # fmt: skip
+        for probe, sides in lost.items()
+    }
+
+
 def stack_loss_lines(lost: dict[str, dict[str, dict[str, int]]]) -> list[str]:
-    """One line per probe: "stacks lost: N user stacks of PROBE (why), ..."."""
+    """One line per probe that lost stacks: "stacks lost: N user stacks of PROBE (why)"."""
     return [
         "stacks lost: "
-        + ", ".join(
-            f"{n} {side} stacks of {probe} ({STACK_ERRORS[kind]})"
-            for side, kinds in sides.items()
-            for kind, n in kinds.items()
-        )
-        for probe, sides in lost.items()
+        + ", ".join(f"{n} {side} stacks of {probe} ({STACK_ERRORS[kind]})" for side, kind, n in x)
+        for probe, x in _per_probe(lost, LOSSES).items()
+        if x
     ]
 
 
-def stacks_lost_total(lost: dict[str, dict[str, dict[str, int]]]) -> int:
-    return sum(n for sides in lost.values() for kinds in sides.values() for n in kinds.values())
+def no_stack_line(lost: dict[str, dict[str, dict[str, int]]]) -> str | None:
+    """The events that had no stack to take, in one line; None: none."""
+    parts = [
+        f"{n} {side} of {probe}"
+        for probe, x in _per_probe(lost, ("fault",)).items()
+        for side, _, n in x
+    ]
+    if not parts:
+        return None
+    return (
+        "no stack to walk (-EFAULT: an interrupt or kernel thread has no user stack, or it was not readable; not a loss): "
+        + ", ".join(parts)
+    )
+
+
+def stacks_lost_total(lost: dict[str, dict[str, dict[str, int]]], kinds=LOSSES) -> int:
+    return sum(
+        n for sides in lost.values() for ks in sides.values() for k, n in ks.items() if k in kinds
+    )
