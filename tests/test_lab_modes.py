@@ -1,7 +1,8 @@
 """Strict, lazy and passthrough on a real Linux IOMMU driver (the lab VM): its guarantees.
 
 Each test boots the Debian kernel with an emulated VT-d, records direct-I/O
-reads of an NVMe disk, and checks the trace against the IOMMU mode's contract.
+reads of an NVMe disk, and checks the trace against the IOMMU mode's contract
+(passthrough's boot is not recorded; see its test).
 """
 
 from __future__ import annotations
@@ -106,9 +107,18 @@ def test_lazy_batches_flushes_in_the_flush_queue(tmp_path):
     assert it.background["flush-queue"] > 0
 
 
-def test_passthrough_has_no_iommu_mappings(tmp_path):
-    t, r, run, group_type = run_lab(tmp_path, "passthrough")
-    assert group_type == "identity" and t.meta["iommu"]["mode"] == "passthrough"
-    c = r["counts"]
-    assert c["iommu_map"] == c["iommu_unmap"] == c["flush"] == c["iova_alloc"] == 0
-    assert run["counts"]["dma_map"] >= COUNT  # the DMA API still ran: direct mapping
+def test_passthrough_boots_an_identity_domain(tmp_path):
+    # Unrecorded: the recorder's start under TCG is most of a boot's ~2 min. What a
+    # passthrough trace holds (DMA API maps, no IOMMU map, unmap, flush or IOVA) is
+    # checked on the lab's own passthrough recordings: test_overhead_lab.py
+    # (traces/bench/lab-sweep-passthrough.iot, traces/lab/dd64k-passthrough.iot).
+    out = tmp_path / "pt.iot"
+    p = cli("lab", "--mode", "passthrough", "-q", "--no-record", "-o", str(out),
+            "--bs", "64k", "--count", str(COUNT), timeout=600)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    side = json.loads((tmp_path / "pt.iot.workload.json").read_text())
+    assert side["guest"]["nvme"]["group_type"] == "identity"
+    assert side["mode"] == "passthrough" and "iommu.passthrough=1" in side["mode_cmdline"]
+    (run,) = side["workload"]["runs"]
+    assert run["exit_status"] == 0 and run["bytes"] == COUNT * 65536
+    assert not out.exists()  # nothing recorded, nothing pretended
