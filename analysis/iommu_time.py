@@ -163,11 +163,20 @@ def timing_probes(meta: TraceMeta) -> tuple[list[str], list[str]]:
     return attached, missing
 
 
+def _cpu(v) -> int:
+    """The event's CPU; -1 where the reader nulled it (NA: int() refuses it)."""
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return -1
+
+
 def _trees(ev, timed: list[str]) -> list[_Node]:
     """Root nodes of the per-thread nesting of DMA-API calls and timing probes."""
     calls = (ev["group"] == "dma") & ev["dur_ns"].notna()
     sel = ev[calls | ev["probe"].isin(timed)]
-    sel = sel[sel["dur_ns"].notna()]
+    # a value the reader nulled (out of range in a damaged file) cannot be placed in a tree
+    sel = sel[sel["dur_ns"].notna() & sel["ts_ns"].notna() & sel["tid"].notna()]
     roots: list[_Node] = []
     cols = zip(
         sel["tid"],
@@ -182,7 +191,7 @@ def _trees(ev, timed: list[str]) -> list[_Node]:
     by_tid: dict[int, list[tuple]] = {}
     for tid, ts, dur, probe, group, op, cpu in cols:
         by_tid.setdefault(int(tid), []).append(
-            (int(ts), int(ts) + int(dur), probe, group == "dma", op, int(cpu))
+            (int(ts), int(ts) + int(dur), probe, group == "dma", op, _cpu(cpu))
         )
     for items in by_tid.values():
         items.sort(key=lambda x: (x[0], -x[1]))

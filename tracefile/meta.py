@@ -299,8 +299,8 @@ def no_stack_line(lost: dict[str, dict[str, dict[str, int]]]) -> str | None:
     if not parts:
         return None
     return (
-        "no stack to walk (-EFAULT: an interrupt or kernel thread has no user stack, or it was not readable; not a loss): "
-        + ", ".join(parts)
+        "no stack to walk (-EFAULT: an interrupt or kernel thread has no user stack, "
+        "or it was not readable; not a loss): " + ", ".join(parts)
     )
 
 
