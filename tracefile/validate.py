@@ -18,13 +18,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import TraceError
-from .schema import COLUMNS, EVENT_COLUMNS, FORMAT, META_KEY, STACK_COLUMNS, V1_COLUMNS, VERSION
+from .schema import (
+    COLUMNS,
+    COUNT_COLUMNS,
+    EVENT_COLUMNS,
+    FORMAT,
+    META_KEY,
+    STACK_COLUMNS,
+    V1_COLUMNS,
+    VERSION,
+)
 
 # Columns the recorder added within format version 1: older traces lack them.
 ADDED_LATER = ("nents", "at_least")
 # The event columns of each version, and version 2's stack rows.
 EVENTS = {1: V1_COLUMNS, 2: {n: COLUMNS[n] for n in EVENT_COLUMNS}}
 STACKS = {n: COLUMNS[n] for n in STACK_COLUMNS}
+COUNTS = {n: COLUMNS[n] for n in COUNT_COLUMNS}
+# A count row's size bucket k says size <= 2**k: sizes are u64, so k is 0..64.
+MAX_SIZE_BUCKET = 64
 # Columns without which no analysis can place or name an event.
 CORE = ("ts_ns", "probe")
 # Values that can only be >= 0; a negative one is made null.
@@ -88,6 +100,8 @@ FIELDS = {
     "counts": (_dict, "an object"),
     "drops": (_dict, "an object"),
     "stacks_lost": (_dict, "an object"),
+    "mode": (_str, "a string"),
+    "count": (_dict, "an object"),
     "columns": (_dict, "an object"),
 }
 # Inside the objects above: key -> test, for the keys analyses read.
@@ -286,6 +300,41 @@ def check_stacks(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
     if dropped:
         notes.append(f"{dropped} stack rows without a stack_id were dropped")
         t = t.filter(keep)
+    return t
+
+
+def check_counts(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
+    """Count rows: COUNT_COLUMNS typed; a row without a probe, second or count (or with a
+    negative or impossibly large one) dropped; impossible bytes or size buckets made null."""
+    cols = []
+    for name, (want, _) in COUNTS.items():
+        if name in table.column_names:
+            cols.append(_cast(table.column(name), want, name, path, notes, 2))
+        else:
+            cols.append(pa.nulls(table.num_rows, want))
+    t = pa.Table.from_arrays(cols, names=list(COUNTS))
+    keep = pc.is_valid(t["probe"])
+    for name in ("second", "count"):
+        ok = pc.and_(pc.greater_equal(t[name], 0), pc.less_equal(t[name], IMPOSSIBLE))
+        keep = pc.and_(keep, pc.fill_null(ok, False))
+    dropped = t.num_rows - (pc.sum(keep).as_py() or 0)
+    if dropped:
+        notes.append(f"{dropped} count rows without a valid probe, second or count were dropped")
+        t = t.filter(keep)
+    fixed = []
+    # bytes: a sum over events, so no one-event bound; negative is a u64 that wrapped
+    for name, hi in (("bytes", None), ("size_bucket", MAX_SIZE_BUCKET)):
+        bad = pc.less(t[name], 0)
+        if hi is not None:
+            bad = pc.or_(bad, pc.greater(t[name], hi))
+        bad = pc.fill_null(bad, False)
+        n = pc.sum(bad).as_py() or 0
+        if n:
+            i = t.schema.get_field_index(name)
+            t = t.set_column(i, name, pc.if_else(bad, pa.scalar(None, t[name].type), t[name]))
+            fixed.append(f"{n} {name}")
+    if fixed:
+        notes.append("count rows: impossible values made null: " + ", ".join(fixed))
     return t
 
 
