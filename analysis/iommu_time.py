@@ -313,6 +313,13 @@ def build(trace: Trace) -> IommuTime:
     mode = trace.metadata.iommu.mode
     attached, missing = timing_probes(trace.metadata)
     unmeasured = [UNMEASURED_ALWAYS]
+    if trace.counting:
+        unmeasured.insert(
+            0, "T_IOMMU: a counting trace (record --count) keeps counts, not each call's duration"
+        )
+        return IommuTime(
+            trace.path, mode, False, unmeasured, [], [], {}, 0.0, (end - start) / 1e9, cpus
+        )
     if not any(p in attached for p in COMPONENT if p != "iova_alloc"):
         if missing:
             # "t_x: kprobe+ret:f: this kernel has no kprobes" -> the reason, once

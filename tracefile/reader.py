@@ -117,6 +117,10 @@ class Trace:
                 self._count_rows = _empty(list(COUNT_COLUMNS))
         return self._count_rows
 
+    def count_frame(self) -> pd.DataFrame:
+        """count_rows() as a DataFrame, typed as `frame` types events."""
+        return _pandas(self.count_rows())
+
     def frame(
         self, columns: list[str] | None = None, where: pc.Expression | None = None
     ) -> pd.DataFrame:

@@ -5,9 +5,10 @@ frames stored once, referred to by the events' `kstack_id`/`ustack_id`), or,
 in a counting trace (`record --count`, metadata `mode` = "count"), count rows
 (`record` = "count": events a probe counted in the kernel per device, size
 bucket and second, with no per-event row). Events come first, sorted by time;
-the stacks, then the count rows, follow in row groups of their own. Metadata is in the key-value footer. While recording, the same path holds
-an Arrow IPC stream (the journal) of the same schema, readable up to its last
-flushed batch if the recorder dies. See docs/trace-format.md.
+the stacks, then the count rows, follow in row groups of their own. Metadata
+is in the key-value footer. While recording, the same path holds an Arrow IPC
+stream (the journal) of the same schema, readable up to its last flushed
+batch if the recorder dies. See docs/trace-format.md.
 
 Version 1 (no `record`, stacks as list<string> in every event row) is still
 read; `iommu-trace upgrade` rewrites it as version 2.

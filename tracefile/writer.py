@@ -102,7 +102,7 @@ def split_records(table: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
         parts[EVENT].append(batch.filter(pc.invert(pc.or_(is_stack, is_count))))
         parts[STACK].append(batch.filter(is_stack))
         parts[COUNT].append(batch.filter(is_count))
-    return tuple(pa.Table.from_batches(parts[k], table.schema) for k in (EVENT, STACK, COUNT))  # type: ignore[return-value]
+    return tuple(pa.Table.from_batches(parts[k], table.schema) for k in (EVENT, STACK, COUNT))
 
 
 # How often the journal is fsync'ed. A killed recorder loses nothing written

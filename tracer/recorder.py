@@ -689,12 +689,8 @@ class Recorder:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-            # Drain what is still buffered: the command's last events matter most.
-            for _ in range(50 if batcher is not None else 0):
-                before = len(batcher)
-                poll(0.05)
-                if len(batcher) == before:
-                    break
+            if batcher is not None:
+                _drain(poll, batcher)
             self._flush(force=True)
 
     def _consumer(self, b, buffer: str, batcher: EventBatcher) -> Callable[[float], None]:
@@ -798,6 +794,15 @@ class Recorder:
                 elif time.monotonic() - forwarded_at > 5:
                     os.kill(child.pid, signal.SIGKILL)
                     forwarded_at = time.monotonic() + 1e9  # kill once
+
+
+def _drain(poll: Callable[[float], None], batcher: EventBatcher) -> None:
+    """Read what is still buffered: the command's last events matter most."""
+    for _ in range(50):
+        before = len(batcher)
+        poll(0.05)
+        if len(batcher) == before:
+            break
 
 
 def _warm_up(resolved: list[discover.Resolution]) -> None:

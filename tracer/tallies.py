@@ -90,7 +90,10 @@ def read_map(table) -> tuple[np.ndarray, np.ndarray]:
     got = _batch_lookup(table.map_fd, table.max_entries, table.total_cpu)
     keys, values = got if got is not None else _one_by_one(table)
     summed = np.stack(
-        [values["count"].sum(axis=1, dtype=np.uint64), values["bytes"].sum(axis=1, dtype=np.uint64)],
+        [
+            values["count"].sum(axis=1, dtype=np.uint64),
+            values["bytes"].sum(axis=1, dtype=np.uint64),
+        ],
         axis=1,
     )
     return keys, summed
