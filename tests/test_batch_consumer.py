@@ -20,24 +20,10 @@ import pytest
 
 from iommu_trace.tracefile.reader import load
 
-from conftest import HERE, cli, requires_bpf
+from conftest import RATE_CATALOG as CATALOG
+from conftest import SYS_GETPPID, cli, requires_bpf
 
 pytestmark = requires_bpf
-
-RATE = HERE.parent / "recorder_cost"
-CATALOG = str(RATE / "rate_catalog.toml")
-SYS_GETPPID = {"x86_64": 110, "aarch64": 173}.get(os.uname().machine)
-
-
-@pytest.fixture(scope="module")
-def loop(tmp_path_factory) -> str:
-    exe = tmp_path_factory.mktemp("loop") / "loop"
-    subprocess.run(
-        ["gcc", "-O1", "-fno-omit-frame-pointer", "-o", str(exe), str(RATE / "loop.c")],
-        check=True,
-    )
-    exe.parent.chmod(0o755)
-    return str(exe)
 
 
 def record(out: Path, *args: str, cmd: tuple[str, ...]) -> subprocess.CompletedProcess:

@@ -685,6 +685,7 @@ class Recorder:
                     return 127
             elif self.o.pid is not None:
                 b["followed"][ct.c_uint32(self.o.pid)] = ct.c_uint8(1)
+                self.log(f"following pid {self.o.pid} and its children")
             return self._wait(poll, writer, child)
         finally:
             for s, h in old.items():
