@@ -15,11 +15,13 @@ numbers give.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -28,7 +30,7 @@ from iommu_trace.analysis import report
 from iommu_trace.tracefile.reader import load
 from iommu_trace.tracefile.writer import write_parquet
 
-from conftest import RATE_CATALOG, SYS_GETPPID, TRACES, cli, one_line_error, requires_bpf
+from conftest import HERE, RATE_CATALOG, SYS_GETPPID, TRACES, cli, one_line_error, requires_bpf
 
 N, RATE = 200_000, 100_000  # two seconds of calls: count rows of several seconds
 getppid = pytest.mark.skipif(SYS_GETPPID is None, reason="getppid's number on this architecture")
@@ -150,6 +152,23 @@ def test_info_and_report_show_the_counts(counted):
     text = cli("report", str(out))
     assert text.returncode == 0 and f"{total:,}" in text.stdout
     assert "counting trace (record --count" in text.stdout
+
+
+@requires_bpf
+@getppid
+def test_documented_query_reads_the_count_rows(counted):
+    """docs/trace-format.md's DuckDB query, without our code: the same counts."""
+    out, _said = counted
+    doc = (HERE.parent / "docs" / "trace-format.md").read_text()
+    sql = next(b for b in re.findall(r"```sql\n(.*?)```", doc, re.S) if "counting trace" in b)
+    got = duckdb.sql(sql.replace("run.iot", str(out))).df()
+    t = load(str(out))
+    assert got.groupby("probe")["events"].sum().astype(int).to_dict() == t.meta["counts"]
+    per_s = t.count_frame().groupby(["probe", "second"])["count"].sum()  # over size buckets
+    assert {(p, int(s)): int(n) for p, s, n in zip(got.probe, got.second, got.events,
+                                                  strict=True)} == {
+        (p, int(s)): int(n) for (p, s), n in per_s.items()
+    }  # fmt: skip
 
 
 @requires_bpf
