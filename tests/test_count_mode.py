@@ -22,13 +22,11 @@ from collections import Counter
 from pathlib import Path
 
 import duckdb
-import numpy as np
-import pyarrow as pa
 import pytest
+from fuzz_traces import as_counting, bucket
 
 from iommu_trace.analysis import report
 from iommu_trace.tracefile.reader import load
-from iommu_trace.tracefile.writer import write_parquet
 
 from conftest import HERE, RATE_CATALOG, SYS_GETPPID, TRACES, cli, one_line_error, requires_bpf
 
@@ -69,11 +67,6 @@ def record_gated(loop: str, out: Path, n: int, *args: str, rate: int | None = No
                 p.kill()
                 p.wait()
     return "".join(said)
-
-
-def bucket(size: int) -> int:
-    """The smallest k with size <= 2**k (program.c's tally)."""
-    return 0 if size <= 1 else (size - 1).bit_length()
 
 
 @pytest.fixture(scope="module")
@@ -207,27 +200,6 @@ def test_count_options_need_count_and_event_options_do_not_apply():
     assert "--buffer-pages does not apply" in line
     line = one_line_error(cli("record", "--count-entries", "64", "-a", "-d", "1"))
     assert "give --count too" in line
-
-
-def as_counting(src: str, out: Path) -> None:
-    """A real event trace's events summed into count rows as `record --count` keys them
-    (probe, device, size bucket, second since the start): a counting trace of the same
-    events, to check the readers against the same trace's events."""
-    t = load(src)
-    ev = t.read(["ts_ns", "probe", "group", "op", "dev", "size", "at_least"])
-    ev = ev.cast(pa.schema([pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type)
-                                     else f.type) for f in ev.schema]))  # fmt: skip
-    start = t.metadata.start_mono_ns
-    ts = ev["ts_ns"].to_numpy()
-    sizes = ev["size"].to_pylist()
-    ev = ev.append_column("second", pa.array(np.maximum(0, (ts - start) // 10**9), pa.int32()))
-    buckets = [None if s is None else bucket(s) for s in sizes]
-    ev = ev.append_column("size_bucket", pa.array(buckets, pa.int32()))
-    keys = ["probe", "group", "op", "dev", "size_bucket", "second", "at_least"]
-    rows = ev.group_by(keys).aggregate([("ts_ns", "count"), ("size", "sum")])
-    rows = rows.rename_columns({"ts_ns_count": "count", "size_sum": "bytes"})
-    meta = {**t.meta, "mode": "count", "count": {"origin_mono_ns": start, "map_full": {}}}
-    write_parquet(str(out), t.read().slice(0, 0), t.stack_rows().slice(0, 0), meta, counts=rows)
 
 
 def test_report_from_count_rows_is_report_from_the_events(tmp_path):

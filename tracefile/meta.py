@@ -176,12 +176,16 @@ class Counting:
     @classmethod
     def from_json(cls, c: Any) -> Counting:
         c = _dict(c)
+
+        def refused(v: Any) -> dict[str, int]:  # a negative count is no count
+            return {k: n for k, n in _counts(v).items() if n >= 0}
+
         return cls(
             _int(c.get("origin_mono_ns")),
             _int(c.get("map_entries")),
             _int(c.get("map_keys")),
-            _counts(c.get("map_full")),
-            _counts(c.get("map_errors")),
+            refused(c.get("map_full")),
+            refused(c.get("map_errors")),
         )
 
     @property
