@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow.compute as pc
 
 from ..tracefile.meta import TraceMeta
@@ -167,7 +168,7 @@ def _trees(ev, timed: list[str]) -> list[_Node]:
     """Root nodes of the per-thread nesting of DMA-API calls and timing probes."""
     calls = (ev["group"] == "dma") & ev["dur_ns"].notna()
     sel = ev[calls | ev["probe"].isin(timed)]
-    sel = sel[sel["dur_ns"].notna()]
+    sel = sel[sel["dur_ns"].notna() & sel["tid"].notna()]  # a thread's calls nest; no tid: none
     roots: list[_Node] = []
     cols = zip(
         sel["tid"],
@@ -181,8 +182,11 @@ def _trees(ev, timed: list[str]) -> list[_Node]:
     )
     by_tid: dict[int, list[tuple]] = {}
     for tid, ts, dur, probe, group, op, cpu in cols:
+        # a null group or cpu (a damaged trace's repair) is no DMA call, no known CPU
+        is_call = isinstance(group, str) and group == "dma"
+        where = -1 if pd.isna(cpu) else int(cpu)
         by_tid.setdefault(int(tid), []).append(
-            (int(ts), int(ts) + int(dur), probe, group == "dma", op, int(cpu))
+            (int(ts), int(ts) + int(dur), probe, is_call, op, where)
         )
     for items in by_tid.values():
         items.sort(key=lambda x: (x[0], -x[1]))
