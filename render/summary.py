@@ -52,6 +52,11 @@ def _events_line(s: dict) -> str:
             )
         )
     missing = sum(c["not_counted"].values())
+    if not s["finalized"]:
+        return (
+            "counting   trace of counts (record --count), but no count rows: the recorder "
+            "stopped before its end, where it writes them"
+        )
     return (
         f"counting   trace of counts (record --count): {c['counted']} events counted in the "
         f"kernel into {c['rows']} count rows (probe x device x size x second"

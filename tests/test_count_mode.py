@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -220,3 +222,31 @@ def test_report_from_count_rows_is_report_from_the_events(tmp_path):
     cmp = cli("compare", src, str(out), "--format", "json")
     a, b = json.loads(cmp.stdout)["traces"]
     assert a["counts"] == b["counts"] and b["counting"] and b["map_latency_us"] is None
+
+
+@requires_bpf
+def test_sigterm_writes_the_counts(loop, tmp_path):
+    """Stopped by SIGTERM mid-loop, like a normal recording: the counts of what ran."""
+    out = tmp_path / "term.iot"
+    rec = subprocess.Popen(
+        [sys.executable, "-m", "iommu_trace.cli", "record", "--catalog", RATE_CATALOG,
+         "--probe", "sys_enter,sys_exit", "--count", "-o", str(out), "--",
+         loop, "getppid", "100000000", "50000"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert rec.stderr is not None
+    for line in rec.stderr:
+        if "writing" in line:
+            break
+    time.sleep(1.0)  # the loop runs
+    rec.send_signal(signal.SIGTERM)
+    said = rec.stderr.read()
+    assert rec.wait(timeout=60) == 128 + signal.SIGTERM, said  # the loop's status: killed
+    t = load(str(out))
+    assert t.finalized and t.counting and t.meta["stop_signal"] == signal.SIGTERM
+    rows = t.count_frame()
+    per = rows.groupby("probe")["count"].sum().astype(int).to_dict()
+    assert per == t.meta["counts"] and per["sys_enter"] > 10_000
+    info = cli("info", str(out))
+    assert "trace of counts" in info.stdout and "stopped by signal 15" in info.stdout
