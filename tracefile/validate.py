@@ -272,29 +272,44 @@ def check_table(table: pa.Table, path: str, notes: list[str], version: int = VER
     if dropped:
         t = t.filter(keep)
         notes.append(f"{dropped} events without a valid time or probe were dropped")
-    fixed = []
-    for name in NON_NEGATIVE:
-        bad = pc.or_(pc.less(t[name], 0), pc.greater(t[name], IMPOSSIBLE))
-        neg = pc.fill_null(bad, False)
-        n = pc.sum(neg).as_py() or 0
-        if n:
-            i = t.schema.get_field_index(name)
-            t = t.set_column(i, name, pc.if_else(neg, pa.scalar(None, t[name].type), t[name]))
-            fixed.append(f"{n} {name}")
+    t, fixed = _null_outside(t, {name: (0, IMPOSSIBLE) for name in NON_NEGATIVE})
     if fixed:
         notes.append("negative or impossibly large values made null: " + ", ".join(fixed))
     return t
 
 
-def check_stacks(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
-    """Version 2's stack rows: stack_id and frames typed; rows without an id dropped."""
+def _null_outside(
+    t: pa.Table, bounds: dict[str, tuple[int, int | None]]
+) -> tuple[pa.Table, list[str]]:
+    """Values outside [lo, hi] (hi None: no bound) made null; what was, as "N column"."""
+    fixed = []
+    for name, (lo, hi) in bounds.items():
+        bad = pc.less(t[name], lo)
+        if hi is not None:
+            bad = pc.or_(bad, pc.greater(t[name], hi))
+        bad = pc.fill_null(bad, False)
+        n = pc.sum(bad).as_py() or 0
+        if n:
+            i = t.schema.get_field_index(name)
+            t = t.set_column(i, name, pc.if_else(bad, pa.scalar(None, t[name].type), t[name]))
+            fixed.append(f"{n} {name}")
+    return t, fixed
+
+
+def _typed(table: pa.Table, columns: dict, path: str, notes: list[str]) -> pa.Table:
+    """These version-2 columns, in order, cast to their types; an absent one null."""
     cols = []
-    for name, (want, _) in STACKS.items():
+    for name, (want, _) in columns.items():
         if name in table.column_names:
             cols.append(_cast(table.column(name), want, name, path, notes, 2))
         else:
             cols.append(pa.nulls(table.num_rows, want))
-    t = pa.Table.from_arrays(cols, names=list(STACKS))
+    return pa.Table.from_arrays(cols, names=list(columns))
+
+
+def check_stacks(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
+    """Version 2's stack rows: stack_id and frames typed; rows without an id dropped."""
+    t = _typed(table, STACKS, path, notes)
     keep = pc.is_valid(t["stack_id"])
     dropped = t.num_rows - (pc.sum(keep).as_py() or 0)
     if dropped:
@@ -306,13 +321,7 @@ def check_stacks(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
 def check_counts(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
     """Count rows: COUNT_COLUMNS typed; a row without a probe, second or count (or with a
     negative or impossibly large one) dropped; impossible bytes or size buckets made null."""
-    cols = []
-    for name, (want, _) in COUNTS.items():
-        if name in table.column_names:
-            cols.append(_cast(table.column(name), want, name, path, notes, 2))
-        else:
-            cols.append(pa.nulls(table.num_rows, want))
-    t = pa.Table.from_arrays(cols, names=list(COUNTS))
+    t = _typed(table, COUNTS, path, notes)
     keep = pc.is_valid(t["probe"])
     for name in ("second", "count"):
         ok = pc.and_(pc.greater_equal(t[name], 0), pc.less_equal(t[name], IMPOSSIBLE))
@@ -321,18 +330,8 @@ def check_counts(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
     if dropped:
         notes.append(f"{dropped} count rows without a valid probe, second or count were dropped")
         t = t.filter(keep)
-    fixed = []
     # bytes: a sum over events, so no one-event bound; negative is a u64 that wrapped
-    for name, hi in (("bytes", None), ("size_bucket", MAX_SIZE_BUCKET)):
-        bad = pc.less(t[name], 0)
-        if hi is not None:
-            bad = pc.or_(bad, pc.greater(t[name], hi))
-        bad = pc.fill_null(bad, False)
-        n = pc.sum(bad).as_py() or 0
-        if n:
-            i = t.schema.get_field_index(name)
-            t = t.set_column(i, name, pc.if_else(bad, pa.scalar(None, t[name].type), t[name]))
-            fixed.append(f"{n} {name}")
+    t, fixed = _null_outside(t, {"bytes": (0, None), "size_bucket": (0, MAX_SIZE_BUCKET)})
     if fixed:
         notes.append("count rows: impossible values made null: " + ", ".join(fixed))
     return t
