@@ -246,6 +246,8 @@ def _probe_functions(
         "raw_tracepoint": "struct bpf_raw_tracepoint_args",
     }.get(t.kind, "struct pt_regs")
     guard = [] if r.probe.scope == "device" else ["if (!followed_task()) return 0;"]
+    if count:  # stopped: nothing more is counted, in the counters or the map
+        guard.insert(0, "if (control_word(1)) return 0;")
     paired = t.ret or t.kind == "syscall"
     # an instant event is built where it is emitted (the ring); a call's entry is parked
     head = [

@@ -46,7 +46,10 @@ struct tally {
     u64 bytes;
 };
 BPF_PERCPU_HASH(tallies, struct tally_key, struct tally, COUNT_ENTRIES);
-BPF_ARRAY(origin, u64, 1);  // CLOCK_MONOTONIC ns of second 0, set before attaching
+// Set by the recorder: [0] CLOCK_MONOTONIC ns of second 0, before attaching; [1]
+// nonzero once it stops counting, so the map and the counters are read at rest
+// (the probes stay attached until the recorder is done).
+BPF_ARRAY(control, u64, 2);
 // Updates the map refused: [probe * 2 + 0] full (-E2BIG), [probe * 2 + 1] other errors.
 // Those events are in `counts` and in no tally: the difference is never silent.
 BPF_PERCPU_ARRAY(tally_errors, u64, NPROBES * 2);
@@ -70,6 +73,14 @@ BPF_HASH(inflight, struct call_key, struct event, 16384);
 // recording (a colliding stack is lost and counted), so the recorder may
 // symbolize an id once (tracer/decode.py).
 BPF_STACK_TRACE(stacks, STACK_ENTRIES);
+#endif
+
+#ifdef COUNT_MODE
+static __always_inline u64 control_word(u32 i)
+{
+    u64 *v = control.lookup(&i);
+    return v ? *v : 0;
+}
 #endif
 
 static __always_inline int followed_task(void)
@@ -190,9 +201,7 @@ static __always_inline void tally(struct event *e, int has_size)
 {
     struct tally_key k;
     __builtin_memset(&k, 0, sizeof(k));
-    u32 zero = 0;
-    u64 *t0 = origin.lookup(&zero);
-    u64 start = t0 ? *t0 : 0;
+    u64 start = control_word(0);
     k.probe = e->probe;
     k.second = e->ts > start ? (e->ts - start) / 1000000000ULL : 0;
     k.at_least = e->at_least;

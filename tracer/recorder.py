@@ -390,7 +390,7 @@ class Recorder:
         t_attach = time.monotonic()
         if self.o.count:  # second 0 of the count rows: before any probe can fire
             self._origin_ns = time.monotonic_ns()
-            b["origin"][ct.c_int(0)] = ct.c_uint64(self._origin_ns)
+            b["control"][ct.c_int(0)] = ct.c_uint64(self._origin_ns)
         self._steps.step(f"attaching {n} probes")
         self._attach_all(b, resolved, atts)
         if not follow_all:  # the followed processes' children are followed too
@@ -452,7 +452,7 @@ class Recorder:
             status = self._loop(b, resolved, writer, buffer)
         finally:
             if self.o.count:  # at rest, so the counters and the map agree (tracer/tallies.py)
-                self._detach_probes(b, atts, follow_all)
+                _stop_counting(b)
                 meta["count"] = self._write_counts(b, resolved, writer)
             counts = self._sum_table(b, "counts", resolved)
             drops = self._sum_table(b, "drops", resolved)
@@ -503,30 +503,6 @@ class Recorder:
             + (f"; {lost} stacks lost (null stack ids; raise --stack-entries)" if lost else "")
         )
         return status if status is not None else 0
-
-    def _detach_probes(self, b, atts: list[codegen.Attachment], follow_all: bool) -> None:
-        """Detach every probe (not the maps) and let programs still running finish."""
-        detach = {
-            "raw_tracepoint": lambda a: b.detach_raw_tracepoint(tp=a.target.encode()),
-            "tracepoint": lambda a: b.detach_tracepoint(tp=a.target.encode()),
-            "kprobe": lambda a: b.detach_kprobe(event=a.target.encode()),
-            "kretprobe": lambda a: b.detach_kretprobe(event=a.target.encode()),
-            "uprobe": lambda a: b.detach_uprobe(name=a.path.encode(), sym=a.target.encode()),
-            "uretprobe": lambda a: b.detach_uretprobe(name=a.path.encode(), sym=a.target.encode()),
-        }
-        for att in atts:
-            try:
-                detach[att.kind](att)
-            except Exception:  # never attached (a sibling failed), or BCC refused: cleanup() has it
-                pass
-        if not follow_all:
-            try:
-                b.detach_tracepoint(tp=b"sched:sched_process_fork")
-            except Exception:
-                pass
-        # A program that began before its detach may still run (RCU frees it later); they
-        # take microseconds.
-        time.sleep(0.05)
 
     def _write_counts(self, b, resolved, writer: TraceWriter) -> dict:
         """The count map as count rows into the trace; the trace's `count` metadata."""
@@ -795,6 +771,13 @@ class Recorder:
                 elif time.monotonic() - forwarded_at > 5:
                     os.kill(child.pid, signal.SIGKILL)
                     forwarded_at = time.monotonic() + 1e9  # kill once
+
+
+def _stop_counting(b) -> None:
+    """--count: the programs count nothing from now on (program.c's control[1]); a program
+    that passed that test before may still be finishing: they take microseconds."""
+    b["control"][ct.c_int(1)] = ct.c_uint64(1)
+    time.sleep(0.05)
 
 
 def _drain(poll: Callable[[float], None], batcher: EventBatcher) -> None:

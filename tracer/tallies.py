@@ -1,8 +1,10 @@
 """`record --count`: the kernel's per-CPU count map (program.c's tallies) as count rows.
 
-The map is read once, after the probes are detached, so what it holds and the
-per-probe counters agree: every event counted is in one key's count, or in
-`tally_errors` where the map refused a new key. The CPUs' copies of a key are
+The map is read once, after the programs were told to stop counting (program.c's
+control[1]: the probes stay attached, and come down after, as in an event
+recording), so what it holds and the per-probe counters agree: every event
+counted is in one key's count, or in `tally_errors` where the map refused a
+new key. The CPUs' copies of a key are
 summed here, with numpy; keys are read in one batch lookup where the kernel
 has them (5.6+), else one by one through BCC.
 """
