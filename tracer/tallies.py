@@ -46,34 +46,35 @@ def map_bytes(entries: int, cpus: int) -> int:
     return entries * (KEY_OVERHEAD_BYTES + VALUE_DTYPE.itemsize * cpus)
 
 
-def _batch_lookup(fd: int, entries: int, cpus: int) -> tuple[np.ndarray, np.ndarray] | None:
+# Keys read per batch: the buffers are this many keys' values on every CPU (8 MiB on 128).
+BATCH_KEYS = 4096
+
+
+def _batch_lookup(fd: int, cpus: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Every key and its per-CPU values by BPF_MAP_LOOKUP_BATCH; None where unsupported."""
     from bcc.libbcc import lib  # noqa: PLC0415 - only the recorder imports BCC
 
-    keys = np.zeros(entries, KEY_DTYPE)
-    values = np.zeros((entries, cpus), VALUE_DTYPE)
-    token, total = ct.c_uint32(0), 0
-    while total < entries:
-        n = ct.c_uint32(entries - total)
+    keys, values = [], []
+    token, first = ct.c_uint32(0), True
+    while True:
+        k = np.zeros(BATCH_KEYS, KEY_DTYPE)
+        v = np.zeros((BATCH_KEYS, cpus), VALUE_DTYPE)
+        n = ct.c_uint32(BATCH_KEYS)
         rc = lib.bpf_lookup_batch(
-            fd,
-            ct.byref(token) if total else None,
-            ct.byref(token),
-            keys[total:].ctypes.data,
-            values[total:].ctypes.data,
-            ct.byref(n),
-        )
+            fd, None if first else ct.byref(token), ct.byref(token),
+            k.ctypes.data, v.ctypes.data, ct.byref(n),
+        )  # fmt: skip
         err = ct.get_errno() if rc else 0
-        total += n.value
-        if rc and err == errno.ENOENT:
-            break  # the last keys came with this call
-        if rc:
-            if total == 0 and err in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, 524):
+        if rc and err != errno.ENOENT:
+            if first and err in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, 524):
                 return None  # 524: ENOTSUPP, the kernel's own
             raise OSError(err, f"reading the count map: {errno.errorcode.get(err, err)}")
-        if n.value == 0:
+        keys.append(k[: n.value])
+        values.append(v[: n.value])
+        first = False
+        if rc or n.value == 0:  # ENOENT: the last keys came with this call
             break
-    return keys[:total], values[:total]
+    return np.concatenate(keys), np.concatenate(values)
 
 
 def _one_by_one(table) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +90,7 @@ def _one_by_one(table) -> tuple[np.ndarray, np.ndarray]:
 
 def read_map(table) -> tuple[np.ndarray, np.ndarray]:
     """(keys, [count, bytes] summed over the CPUs) of the BCC PerCpuHash `tallies`."""
-    got = _batch_lookup(table.map_fd, table.max_entries, table.total_cpu)
+    got = _batch_lookup(table.map_fd, table.total_cpu)
     keys, values = got if got is not None else _one_by_one(table)
     summed = np.stack(
         [
