@@ -9,6 +9,7 @@ drain fires fq_flush_timeout -> fq_flush -> iotlb_flush_all -> qi_submit.
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..tracefile.meta import TraceMeta
@@ -44,10 +45,22 @@ def category_mask(trace: Trace, ev: pd.DataFrame, name: str) -> pd.Series:
     return ev["probe"].isin(probes).fillna(False).astype(bool)
 
 
+def probe_counts(trace: Trace) -> dict[str, int]:
+    """Events per probe in the file: a counting trace's count rows summed, else its events
+    (the probe column is enough: one dictionary-coded column)."""
+    if not trace.counting:
+        return trace.value_counts("probe")
+    rows = trace.count_rows()
+    probe = rows.column("probe").cast(pa.string())
+    per = pa.table({"probe": probe, "count": rows.column("count")}).group_by("probe")
+    t = per.aggregate([("count", "sum")])
+    return dict(zip(t["probe"].to_pylist(), t["count_sum"].to_pylist(), strict=True))
+
+
 def counts(trace: Trace, ev: pd.DataFrame | None = None) -> dict[str, int | None]:
     """Events per category; None where no probe of the category attached."""
-    if ev is None:  # the probe column is enough: one dictionary-coded column
-        n = trace.value_counts("probe")
+    if ev is None:
+        n = probe_counts(trace)
         return {
             name: sum(n.get(p, 0) for p in probes) if probes else None
             for name, probes in probes_by_category(trace.metadata).items()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow.compute as pc
 
 from ..tracefile.meta import TraceMeta
@@ -163,14 +164,6 @@ def timing_probes(meta: TraceMeta) -> tuple[list[str], list[str]]:
     return attached, missing
 
 
-def _cpu(v) -> int:
-    """The event's CPU; -1 where the reader nulled it (NA: int() refuses it)."""
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return -1
-
-
 def _trees(ev, timed: list[str]) -> list[_Node]:
     """Root nodes of the per-thread nesting of DMA-API calls and timing probes."""
     calls = (ev["group"] == "dma") & ev["dur_ns"].notna()
@@ -190,8 +183,11 @@ def _trees(ev, timed: list[str]) -> list[_Node]:
     )
     by_tid: dict[int, list[tuple]] = {}
     for tid, ts, dur, probe, group, op, cpu in cols:
+        # a null group or cpu (a damaged trace's repair) is no DMA call, no known CPU
+        is_call = isinstance(group, str) and group == "dma"
+        where = -1 if pd.isna(cpu) else int(cpu)
         by_tid.setdefault(int(tid), []).append(
-            (int(ts), int(ts) + int(dur), probe, group == "dma", op, _cpu(cpu))
+            (int(ts), int(ts) + int(dur), probe, is_call, op, where)
         )
     for items in by_tid.values():
         items.sort(key=lambda x: (x[0], -x[1]))
@@ -322,6 +318,13 @@ def build(trace: Trace) -> IommuTime:
     mode = trace.metadata.iommu.mode
     attached, missing = timing_probes(trace.metadata)
     unmeasured = [UNMEASURED_ALWAYS]
+    if trace.counting:
+        unmeasured.insert(
+            0, "T_IOMMU: a counting trace (record --count) keeps counts, not each call's duration"
+        )
+        return IommuTime(
+            trace.path, mode, False, unmeasured, [], [], {}, 0.0, (end - start) / 1e9, cpus
+        )
     if not any(p in attached for p in COMPONENT if p != "iova_alloc"):
         if missing:
             # "t_x: kprobe+ret:f: this kernel has no kprobes" -> the reason, once

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..tracefile import sidecar
 from ..tracefile.meta import TraceMeta
+from ..tracefile.validate import valid_runs
 from .events import probes_by_category
 from .taxonomy import COST_CATEGORIES
 
@@ -103,7 +104,7 @@ def _from_json(data: dict, source: str) -> Results:
         raise ResultsError(f"{source} is a FlexGen run: use `iommu-trace overhead --phases`")
     if "runs" in wl:
         nvme = (data.get("guest") or {}).get("nvme") or {}
-        res = Results("dd", _dd_cells(wl["runs"]), source, dev=nvme.get("pci"))
+        res = Results("dd", _dd_cells(valid_runs(wl["runs"])), source, dev=nvme.get("pci"))
         res.label = data.get("mode", "")
         return res
     raise ResultsError(f"{source}: no benchmark cells or dd runs in it")

@@ -11,13 +11,20 @@ from . import report as R
 
 
 def _latency_us(trace: Trace, op: str) -> float | None:
-    """Median duration of DMA API map or unmap calls, where the probe timed them."""
+    """Median duration of DMA API map or unmap calls, where the probe timed them (a counting
+    trace has no durations)."""
+    if trace.counting:
+        return None
     ev = trace.frame(["group", "op", "dur_ns"])
     d = ev.loc[(ev["group"] == "dma") & (ev["op"] == op), "dur_ns"].dropna()
     return float(d.median()) / 1e3 if len(d) else None
 
 
 def _per_run(trace: Trace) -> list[dict]:
+    """Flushes and throughput per workload run; none from a counting trace (its counts are
+    per second, the runs' windows are not)."""
+    if trace.counting:
+        return []
     ev = trace.frame(["ts_ns", "probe"])
     out = []
     for r in E.workload_runs(trace):
@@ -55,6 +62,7 @@ def build(traces: list[Trace]) -> dict:
                 "trace": t.path,
                 "label": f"{r['mode']} ({os.path.basename(t.path)})",
                 "mode": r["mode"],
+                "counting": t.counting,
                 "duration_s": r["duration_s"],
                 "counts": r["counts"],
                 "rates_per_s": r["rates_per_s"],

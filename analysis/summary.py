@@ -8,13 +8,15 @@ import pyarrow.compute as pc
 from ..tracefile.meta import Cost
 from ..tracefile.reader import Trace
 from .consistency import disagreements
+from .events import probe_counts
 
 
 def summarize(t: Trace) -> dict:
     m = t.metadata
     in_file: dict[str, int] = {}
-    if t.num_events:  # one dictionary-coded column, counted per dictionary entry
-        in_file = t.value_counts("probe")
+    if t.num_events or t.counting:  # counted per dictionary entry, or the count rows summed
+        in_file = probe_counts(t)
+    not_counted = m.counting.not_counted  # --count: events the full map could not take
     counts, drops = m.counts, m.drops
     fired = m.fired  # raw-tracepoint counts beside record-path probes
     start, end = m.start_mono_ns, m.end_mono_ns
@@ -32,6 +34,7 @@ def summarize(t: Trace) -> dict:
                 "in_file": in_file.get(name, 0),
                 "dropped": drops.get(name, 0),
                 "missed": m.missed.get(name, 0),
+                "not_counted": not_counted.get(name, 0),
                 # events the kernel fired but withheld from the record path; None: not counted
                 "withheld": (
                     max(0, fired[name] - counts[name])
@@ -73,6 +76,8 @@ def summarize(t: Trace) -> dict:
         "buffer": m.buffer,
         "addresses": m.addresses,
         "events": t.num_events,
+        "mode": m.mode,
+        "counting": _counting(t, in_file) if t.counting else None,
         "dropped": sum(drops.values()) + m.lost,
         "withheld": sum(p["withheld"] or 0 for p in probes),
         "missed": sum(m.missed.values()),
@@ -83,6 +88,22 @@ def summarize(t: Trace) -> dict:
         "workload": m.workload,
         "cost": recording_cost(m.cost),
         "notes": t.notes,
+    }
+
+
+def _counting(t: Trace, in_rows: dict[str, int]) -> dict:
+    """A counting trace's figures: events counted into its rows, and what its map refused."""
+    c = t.metadata.counting
+    rows = t.count_rows()
+    seconds = pc.max(rows.column("second")).as_py() if rows.num_rows else None
+    return {
+        "rows": rows.num_rows,
+        "counted": sum(in_rows.values()),
+        "seconds": None if seconds is None else seconds + 1,
+        "not_counted": c.not_counted,
+        "map_entries": c.map_entries,
+        "map_keys": c.map_keys,
+        "origin_mono_ns": c.origin_mono_ns,
     }
 
 

@@ -18,7 +18,9 @@ def print_phases(traces: tuple[str, ...] | list[str], fmt: str) -> None:
     if len(traces) != 1:
         raise UserError("--phases reads one trace")
     path = traces[0]
-    t = load_trace(path)
+    t = load_trace(
+        path, needs_events="phases splits the events by the times of the workload's steps"
+    )
     try:
         wl = ph.load_workload(t)
         ev = t.frame()  # no stacks needed: read once, without them

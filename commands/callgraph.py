@@ -67,7 +67,7 @@ def callgraph(trace, output, fmt, from_fn, to_fn, collapse, keep, landmarks, kin
     from ..render import callgraph as render_graph
     from ..render.units import events_text
 
-    t = load_trace(trace)
+    t = load_trace(trace, needs_events="callgraph walks each event's stacks")
     opts = cg.Options(
         from_fn=from_fn, to_fn=to_fn, collapse=collapse, keep=keep, landmarks=landmarks,
         app_frames=app_frames,

@@ -70,7 +70,10 @@ def calls(trace, mapping_only, flat, names, fmt) -> None:
     """
     from ..analysis import attribution
 
-    t = load_trace(trace)
+    t = load_trace(
+        trace,
+        needs_events="calls places each event in the CUDA call that brackets it on its thread",
+    )
     a = attribution.attribute(t)
     t0 = t.metadata.start_mono_ns or min((e["ts_ns"] for e in a.events), default=0)
     rows = []

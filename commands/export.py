@@ -29,7 +29,7 @@ def export(trace, out, no_ioctls, stacks) -> None:
     """
     from ..render import perfetto
 
-    t = load_trace(trace)
+    t = load_trace(trace, needs_events="a timeline shows each event at its time")
     doc = perfetto.export(t, ioctls=not no_ioctls, stacks=stacks)
     try:
         perfetto.write(doc, out)

@@ -69,7 +69,10 @@ def overhead(traces, results, plot, fmt, phases) -> None:
         raise UserError(f"{plot}: the plot is written as .svg, .png or .pdf")
     singles, loaded = [], []
     for i, path in enumerate(traces):
-        t = load_trace(path)
+        t = load_trace(
+            path,
+            needs_events="overhead counts the events inside each benchmark window by their times",
+        )
         loaded.append(t)
         try:
             res = od.find_results(path, t.metadata, results[i] if results else None)

@@ -37,6 +37,8 @@ EXAMPLES = (
     "  sudo iommu-trace record -a -d 10 -o idle.iot           # system-wide, 10 s\n"
     "  sudo iommu-trace record -p 4242 -o job.iot             # a running process\n"
     "  sudo iommu-trace record --probe cudaMemcpy --uprobe c:getpid -o r.iot -- ./app\n"
+    "  sudo iommu-trace record --count -a -d 60 -o storm.iot  # counts only: any event rate\n"
+    "  iommu-trace report storm.iot                          # per category, device, second\n"
 )
 
 
@@ -109,6 +111,22 @@ EXAMPLES = (
     type=click.Choice(["cpu-clock", "task-clock"]),
     help="also count this software perf event once a second (the PMU path where no PMU is)",
 )
+@click.option(
+    "--count",
+    is_flag=True,
+    help="count events in the kernel instead of recording each one (for rates no consumer "
+    "can follow): exact counts and bytes per probe, device, size (log2) and second, in "
+    "per-CPU BPF maps; no per-event rows and no stacks are collected, so calls, callgraph "
+    "and timelines cannot read the trace; info, report and compare can",
+)
+@click.option(
+    "--count-entries",
+    type=int,
+    default=131_072,  # tracer/tallies.py's COUNT_ENTRIES (not imported: it loads numpy)
+    show_default=True,
+    help="with --count: keys (probe x device x size x second) the count map holds; events "
+    "a full map refuses are counted and said, never lost silently",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def record(
     output,
@@ -128,6 +146,8 @@ def record(
     workload_result,
     no_pmu,
     count_software,
+    count,
+    count_entries,
     command,
 ) -> None:
     """Record DMA/IOMMU and CUDA events while COMMAND runs (or for -p PID, or -a).
@@ -140,6 +160,19 @@ def record(
 
     if not command and pid is None and not follow_all:
         raise UserError("give a command (after --), -p PID, or -a for system-wide")
+    ctx = click.get_current_context()
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("buffer_pages", "perf_buffer", "stack_entries", "count_entries")
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    ]
+    event_only = [g for g in given if g != "--count-entries"]
+    if count and event_only:
+        raise UserError(
+            f"--count emits no events and takes no stacks: {event_only[0]} does not apply"
+        )
+    if not count and "--count-entries" in given:
+        raise UserError("--count-entries sizes the map of --count; give --count too")
     opts = recorder.Options(
         output=output,
         command=list(command),
@@ -159,6 +192,8 @@ def record(
         workload_result=workload_result,
         pmu=not no_pmu,
         count_software=tuple(count_software),
+        count=count,
+        count_entries=count_entries,
     )
     try:
         code = recorder.main_record(opts)

@@ -41,5 +41,9 @@ def upgrade(trace, output) -> None:
     meta = {**t.meta, "upgraded_from": t.version}
     if not t.finalized:
         meta["finalized_by_upgrade"] = True
-    write_parquet(out, t.read(), t.stack_rows(), meta)
-    click.echo(f"{out}: {t.num_events} events, {len(t.stacks)} stacks, format version {VERSION}")
+    counts = t.count_rows()  # a counting trace's rows (a journal of one has none yet)
+    write_parquet(out, t.read(), t.stack_rows(), meta, counts=counts)
+    rows = f", {counts.num_rows} count rows" if t.counting else ""
+    click.echo(
+        f"{out}: {t.num_events} events, {len(t.stacks)} stacks{rows}, format version {VERSION}"
+    )

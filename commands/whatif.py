@@ -39,7 +39,10 @@ def whatif(trace, mode, costs, measure, fmt) -> None:
     from ..analysis import whatif as W
     from ..render import whatif as R
 
-    t = load_trace(trace)
+    t = load_trace(
+        trace,
+        needs_events="whatif replays each unmap's time and CPU through the IOMMU's flush queue",
+    )
     try:
         if measure:
             _measure(t, costs, mode)

@@ -5,6 +5,10 @@
  *                  N getppid() system calls (the cheapest: an event source
  *                  for the recorder's event rate, recorder_cost/rate.py),
  *                  at most RATE a second if given (busy-waiting between calls)
+ *   loop wait-getppid N [RATE]
+ *                  the same once a byte arrives on stdin: a recorder that follows
+ *                  the loop with -p sees its system calls from then on, and none
+ *                  of its start-up (tests/test_count_mode.py)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +41,12 @@ int main(int argc, char **argv)
     int fds[2], avail;
     if (pipe(fds))
         return 3;
+    if (!strcmp(argv[1], "wait-getppid")) {
+        char go;
+        if (read(0, &go, 1) != 1)
+            return 4;
+        argv[1] = "getppid";
+    }
     double t0 = now_ns();
     if (!strcmp(argv[1], "call"))
         for (long i = 0; i < n; i++)

@@ -10,12 +10,14 @@ fires (or at --rate calls a second), with the benchmark catalog
 exit) or an ad-hoc uprobe pair:
 
   tracepoint          sys_enter + sys_exit around getppid(): two events a call, no stack
+  tracepoint --count  the same, counted in the kernel (record --count): no event leaves it
   tracepoint+ustack   sys_enter with the user stack id
   tracepoint+kstack   sys_enter with the kernel and the user stack ids
   uprobe pair         --uprobe loop:bench_call (entry and return, user stack)
 
 and reports medians over --repeat runs: events written per second of the
-loop (its own CLOCK_MONOTONIC), events dropped, whether the per-probe counts
+loop (its own CLOCK_MONOTONIC; for --count, events in the count rows), events
+dropped (for --count, refused by a full count map), whether the per-probe counts
 match the calls made, the recorder's CPU per written event while the loop ran
 (the trace's cost metadata), and the load average before each run (the CPUs
 may be shared: figures under load are upper bounds on the cost). With
@@ -41,6 +43,7 @@ CATALOG = HERE / "rate_catalog.toml"
 # kind -> (record arguments given the loop's path, loop mode, events per call, default calls)
 KINDS: dict[str, tuple[list[str], str, int, int]] = {
     "tracepoint": (["--probe", "sys_enter,sys_exit"], "getppid", 2, 1_000_000),
+    "tracepoint --count": (["--count", "--probe", "sys_enter,sys_exit"], "getppid", 2, 1_000_000),
     "tracepoint+ustack": (["--probe", "sys_enter_ustack"], "getppid", 1, 500_000),
     "tracepoint+kstack": (["--probe", "sys_enter_kstack"], "getppid", 1, 300_000),
     "uprobe pair": (["--uprobe", "{exe}:bench_call"], "call", 1, 100_000),
@@ -58,6 +61,7 @@ def build(tmp: Path) -> str:
 def one_run(recorder: list[str], kind: str, exe: str, calls: int, rate: float | None,
             extra: list[str], trace: Path) -> dict:  # fmt: skip
     """One recording of the loop; what it wrote, dropped and cost."""
+    from iommu_trace.analysis.events import probe_counts
     from iommu_trace.tracefile.reader import load
 
     args, mode, per_call, _ = KINDS[kind]
@@ -72,8 +76,9 @@ def one_run(recorder: list[str], kind: str, exe: str, calls: int, rate: float | 
     t = load(str(trace))
     m = t.meta
     names = [p["name"] for p in m["probes"] if p["status"] == "attach"]
-    in_file = t.value_counts("probe") if t.num_events else {}
+    in_file = probe_counts(t) if t.num_events or t.counting else {}  # events, or count rows
     written = sum(in_file.get(n, 0) for n in names)
+    refused = m.get("count", {}).get("map_full", {})  # --count: a full map's
     c = m["cost"]
     cpu = c["recorder_cpu_running"]
     lost = sum(
@@ -86,7 +91,8 @@ def one_run(recorder: list[str], kind: str, exe: str, calls: int, rate: float | 
         "count": sum(m["counts"][n] for n in names),
         "expected_at_least": calls * per_call,  # the loop's calls; its start-up makes a few more
         "written": written,
-        "dropped": sum(m["drops"].get(n, 0) for n in names) + (m.get("lost") or 0),
+        "dropped": sum(m["drops"].get(n, 0) + refused.get(n, 0) for n in names)
+        + (m.get("lost") or 0),
         "stacks_lost": lost,
         "events_per_s": written / secs,
         "recorder_ns_per_event": 1e9 * (cpu["user_s"] + cpu["sys_s"]) / max(written, 1),

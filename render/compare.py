@@ -67,6 +67,13 @@ def to_text(c: dict) -> str:
                 )
             rows.append(row)
         out += table(rows, ["bs", *[col["label"] for col in sweeps]])
+    counting = [col["label"] for col in cols if col.get("counting")]
+    if counting:
+        out += [
+            "",
+            f"counting traces (record --count): {', '.join(counting)}; their counts and rates "
+            "are exact, latencies and per-run figures need per-event rows",
+        ]
     out += [
         "",
         "flushes counted at: "

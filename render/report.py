@@ -26,12 +26,38 @@ def table(rows: list[list], header: list[str]) -> list[str]:
     return grid(header, cells[1:], right=range(1, len(header))).split("\n")
 
 
+def _counted(r: dict) -> list[str]:
+    """A counting trace's own sections: counts per probe, what the map refused, notes."""
+    out = ["", "counted in the kernel, per probe:"]
+    out += table(
+        [[p["probe"], p["group"], p["count"], p["per_second"], p["bytes"]] for p in r["probes"]],
+        ["probe", "group", "count", "per second", "bytes"],
+    )
+    for name, n in r["not_counted"].items():
+        out.append(f"{name}: {n:,} more events NOT in the count rows (the count map was full)")
+    return out + [f"note: {n}" for n in r["notes"]]
+
+
+def _probe_timeline(r: dict) -> list[str]:
+    names = [p["probe"] for p in r["probes"]]
+    out = ["", f"events a second, per probe ({r['bin_s']} s bins):"]
+    return out + table(
+        [[f"{t['t0_s']:g}-{round(t['t1_s'], 2):g}", *[t["per_second"][n] for n in names]]
+         for t in r["probe_timeline"]],
+        ["seconds", *names],
+    )  # fmt: skip
+
+
 def to_text(r: dict) -> str:
+    counting = r.get("counting", False)
     out = [
-        f"{r['trace']}: IOMMU {r['mode']}, kernel {r['kernel']}, {r['duration_s']:.3f} s"
+        f"{r['trace']}: "
+        + ("counting trace (record --count: counts per probe, device, size and second; "
+           "no per-event rows), " if counting else "")
+        + f"IOMMU {r['mode']}, kernel {r['kernel']}, {r['duration_s']:.3f} s"
         + (f", {r['dropped']} events dropped" if r["dropped"] else ""),
         "",
-    ]
+    ]  # fmt: skip
     out[1:1] = [f"WARNING: {d}" for d in r.get("disagree") or []]
     missed = r.get("missed") or {}
     if missed:
@@ -54,31 +80,38 @@ def to_text(r: dict) -> str:
             f"workload: {w['bytes']:,} bytes in {w['elapsed_s']:.3f} s = "
             f"{fmt(w['throughput_MBps'])} MB/s over {w['runs']} run(s)"
         )
-    out += ["", "phases:"]
-    out += table(
-        [
+    if counting:
+        out += _counted(r)
+    else:
+        out += ["", "phases:"]
+    out += (
+        []
+        if counting
+        else table(
             [
-                p["phase"],
-                p["duration_s"],
-                p["counts"].get("dma_map"),
-                p["counts"].get("iommu_map"),
-                unmaps(p["counts"]),
-                p["counts"].get("flush"),
-                p["flush_rate_per_s"],
-                p["flushes_per_unmap"],
-            ]
-            for p in r["phases"]
-        ],
-        [
-            "phase",
-            "seconds",
-            "dma maps",
-            "iommu maps",
-            "unmaps",
-            "flushes",
-            "flushes/s",
-            "flush/unmap",
-        ],
+                [
+                    p["phase"],
+                    p["duration_s"],
+                    p["counts"].get("dma_map"),
+                    p["counts"].get("iommu_map"),
+                    unmaps(p["counts"]),
+                    p["counts"].get("flush"),
+                    p["flush_rate_per_s"],
+                    p["flushes_per_unmap"],
+                ]
+                for p in r["phases"]
+            ],
+            [
+                "phase",
+                "seconds",
+                "dma maps",
+                "iommu maps",
+                "unmaps",
+                "flushes",
+                "flushes/s",
+                "flush/unmap",
+            ],
+        )
     )
     if r["devices"]:
         out += ["", "per device (DMA API):"]
@@ -92,8 +125,9 @@ def to_text(r: dict) -> str:
             [[h["layer"], h["size_le"], h["count"]] for h in r["size_histogram"]],
             ["layer", "size <= bytes", "count"],
         )
-    if r["timeline"]:
-        out += ["", "timeline:"]
+    # a counting trace of other probes (syscalls) has no DMA timeline to show
+    if r["timeline"] and (not counting or any(v for v in r["counts"].values() if v)):
+        out += ["", f"timeline ({r['bin_s']} s bins):" if counting else "timeline:"]
         out += table(
             [
                 [
@@ -108,6 +142,8 @@ def to_text(r: dict) -> str:
             ],
             ["seconds", "dma maps", "iommu maps", "iommu unmaps", "dma unmaps", "flushes"],
         )
+    if counting and r["probes"]:
+        out += _probe_timeline(r)
     return "\n".join(out)
 
 
@@ -127,6 +163,11 @@ def to_csv(r: dict) -> str:
     for t in r["timeline"]:
         for k in ("dma_map", "iommu_map", "iommu_unmap", "dma_unmap", "flush"):
             w.writerow([f"timeline:{t['t0_s']:.3f}", k, t[k], ""])
+    for p in r.get("probes", []):  # a counting trace's counts per probe, and per second
+        w.writerow(["probe", p["probe"], p["count"], p["per_second"]])
+    for t in r.get("probe_timeline", []):
+        for name, n in t["counts"].items():
+            w.writerow([f"probe_timeline:{t['t0_s']:.3f}", name, n, t["per_second"][name]])
     return buf.getvalue()
 
 

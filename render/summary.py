@@ -39,6 +39,36 @@ def to_json(s: dict) -> str:
     return json.dumps(s, indent=2, default=str)
 
 
+def _events_line(s: dict) -> str:
+    c = s.get("counting")
+    if c is None:
+        return (
+            f"events     {s['events']} in file, {s['dropped']} dropped"
+            + (f", {s['withheld']} WITHHELD by the kernel" if s.get("withheld") else "")
+            + (f", {s['missed']} MISSED by the kernel" if s.get("missed") else "")
+            + (f", {n} stacks lost" if (n := stacks_lost_total(s.get("stacks_lost") or {})) else "")
+        )
+    missing = sum(c["not_counted"].values())
+    if not s["finalized"]:
+        return (
+            "counting   trace of counts (record --count), but no count rows: the recorder "
+            "stopped before its end, where it writes them"
+        )
+    return (
+        f"counting   trace of counts (record --count): {c['counted']} events counted in the "
+        f"kernel into {c['rows']} count rows (probe x device x size x second"
+        + (f", {c['seconds']} s" if c["seconds"] is not None else "")
+        + "); no per-event rows, no stacks"
+        + (f" ({s['events']} rows of counter readings)" if s["events"] else "")
+        + (
+            f"; {missing} events NOT in the rows (the count map of {c['map_entries']} keys "
+            "was full: record --count-entries)"
+            if missing
+            else ""
+        )
+    )
+
+
 def to_text(s: dict) -> str:
     cmd = shlex.join(s["command"]) if s["command"] else f"({s['follow']})"
     lines = [
@@ -62,17 +92,16 @@ def to_text(s: dict) -> str:
         ),
         f"headers    {s['headers']}",
         f"buffer     {s['buffer']}, addresses {s['addresses']}",
-        f"events     {s['events']} in file, {s['dropped']} dropped"
-        + (f", {s['withheld']} WITHHELD by the kernel" if s.get("withheld") else "")
-        + (f", {s['missed']} MISSED by the kernel" if s.get("missed") else "")
-        + (f", {n} stacks lost" if (n := stacks_lost_total(s.get("stacks_lost") or {})) else ""),
+        _events_line(s),
     ]
     if s["cost"]:
         lines.append(_cost_line(s["cost"]))
     if s["workload"]:
         lines.append("workload   " + ", ".join(f"{k}={v}" for k, v in s["workload"].items()))
     lines.append("")
-    rows = [("PROBE", "GROUP", "STATUS", "COUNT", "IN FILE", "DROPPED", "TARGET / REASON")]
+    counting = s.get("counting") is not None
+    rows = [("PROBE", "GROUP", "STATUS", "COUNT", "IN ROWS" if counting else "IN FILE",
+             "NOT IN ROWS" if counting else "DROPPED", "TARGET / REASON")]  # fmt: skip
     withheld = [p for p in s["probes"] if p.get("withheld")]
     for p in s["probes"]:
         if p["status"] == "disabled":
@@ -84,7 +113,7 @@ def to_text(s: dict) -> str:
                 p["status"],
                 "" if p["count"] is None else str(p["count"]),
                 str(p["in_file"]) if p["status"] == "attach" else "",
-                str(p["dropped"]) if p["dropped"] else "",
+                str(n) if (n := p["not_counted"] if counting else p["dropped"]) else "",
                 p["target"] if p["status"] == "attach" else p["reason"],
             )
         )

@@ -62,3 +62,21 @@ def known_calls(tmp_path_factory) -> str:
     )
     out.parent.chmod(0o755)
     return str(out)
+
+
+RATE = HERE.parent / "recorder_cost"
+# The benchmark catalog: raw tracepoints on system call entry and exit (recorder_cost/rate.py).
+RATE_CATALOG = str(RATE / "rate_catalog.toml")
+SYS_GETPPID = {"x86_64": 110, "aarch64": 173}.get(os.uname().machine)
+
+
+@pytest.fixture(scope="session")
+def loop(tmp_path_factory) -> str:
+    """recorder_cost/loop.c: tight loops of system calls whose number is known."""
+    exe = tmp_path_factory.mktemp("loop") / "loop"
+    subprocess.run(
+        ["gcc", "-O1", "-fno-omit-frame-pointer", "-o", str(exe), str(RATE / "loop.c")],
+        check=True,
+    )
+    exe.parent.chmod(0o755)
+    return str(exe)

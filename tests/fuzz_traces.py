@@ -154,6 +154,18 @@ class Base:
             data = out.read_bytes()
         return Base(self.path, data, self.label + " (as v2)")
 
+    def as_counting(self) -> Base:
+        """The same events summed into count rows, as `record --count` writes them."""
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "count.iot"
+            as_counting(str(self.path), out)
+            data = out.read_bytes()
+        return Base(self.path, data, self.label + " (as counting)")
+
+
+# One trace of real DMA/IOMMU events also mutated as a counting trace's count rows.
+COUNTING_BASE = TRACES / "lab" / "dd64k-strict.iot"
+
 
 def bases() -> list[Base]:
     out = []
@@ -162,7 +174,40 @@ def bases() -> list[Base]:
         out.append(b)
         if b.meta.get("version", 1) < 2:
             out.append(b.as_v2())
+        if p == COUNTING_BASE:
+            out.append(b.as_counting())
     return out
+
+
+def bucket(size: int) -> int:
+    """The smallest k with size <= 2**k (program.c's tally)."""
+    return 0 if size <= 1 else (size - 1).bit_length()
+
+
+def as_counting(src: str, out: Path) -> None:
+    """A real event trace's events summed into count rows as `record --count` keys them
+    (probe, device, size bucket, second since the start): a counting trace of the same
+    events, to check the readers against the same trace's events."""
+    import numpy as np
+
+    from iommu_trace.tracefile.reader import load
+    from iommu_trace.tracefile.writer import write_parquet
+
+    t = load(src)
+    ev = t.read(["ts_ns", "probe", "group", "op", "dev", "size", "at_least"])
+    ev = ev.cast(pa.schema([pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type)
+                                     else f.type) for f in ev.schema]))  # fmt: skip
+    start = t.metadata.start_mono_ns
+    ts = ev["ts_ns"].to_numpy()
+    sizes = ev["size"].to_pylist()
+    ev = ev.append_column("second", pa.array(np.maximum(0, (ts - start) // 10**9), pa.int32()))
+    buckets = [None if s is None else bucket(s) for s in sizes]
+    ev = ev.append_column("size_bucket", pa.array(buckets, pa.int32()))
+    keys = ["probe", "group", "op", "dev", "size_bucket", "second", "at_least"]
+    rows = ev.group_by(keys).aggregate([("ts_ns", "count"), ("size", "sum")])
+    rows = rows.rename_columns({"ts_ns_count": "count", "size_sum": "bytes"})
+    meta = {**t.meta, "mode": "count", "count": {"origin_mono_ns": start, "map_full": {}}}
+    write_parquet(str(out), t.read().slice(0, 0), t.stack_rows().slice(0, 0), meta, counts=rows)
 
 
 # ------------------------------------------------------------------ mutations
@@ -275,6 +320,10 @@ META_EDITS = [
     ("exit_status", "x"),
     ("events_written", -1),
     ("hostname", 7),
+    ("mode", "count"),
+    ("mode", 5),
+    ("count", "x"),
+    ("count", {"map_full": {"dma_map": -1}, "origin_mono_ns": "x"}),
 ]
 
 
@@ -310,7 +359,8 @@ def _set(col: pa.ChunkedArray, rows: list[int], value) -> pa.Array:
     return pa.array(vals, col.type)
 
 
-INT_COLS = ["ts_ns", "dur_ns", "size", "count", "addr", "iova", "cpu", "pid", "tid", "ret", "dir"]
+INT_COLS = ["ts_ns", "dur_ns", "size", "count", "addr", "iova", "cpu", "pid", "tid", "ret", "dir",
+            "second", "size_bucket", "bytes"]  # fmt: skip
 
 
 def m_column(base: Base, rng):
@@ -321,7 +371,8 @@ def m_column(base: Base, rng):
         for name in t.column_names:
             t = t.set_column(t.schema.get_field_index(name), name, _set(t[name], rows, None))
         return _write(t, base.meta), base.sidecar, f"all-null rows {rows[:4]}"
-    name = rng.choice(INT_COLS if kind in ("negative", "huge", "nan") else t.column_names)
+    ints = [c for c in INT_COLS if c in t.column_names]  # older traces lack the count columns
+    name = rng.choice(ints if kind in ("negative", "huge", "nan") else t.column_names)
     i = t.schema.get_field_index(name)
     rows = _rows(t, rng)
     if kind == "null":

@@ -20,24 +20,10 @@ import pytest
 
 from iommu_trace.tracefile.reader import load
 
-from conftest import HERE, cli, requires_bpf
+from conftest import RATE_CATALOG as CATALOG
+from conftest import SYS_GETPPID, cli, requires_bpf
 
 pytestmark = requires_bpf
-
-RATE = HERE.parent / "recorder_cost"
-CATALOG = str(RATE / "rate_catalog.toml")
-SYS_GETPPID = {"x86_64": 110, "aarch64": 173}.get(os.uname().machine)
-
-
-@pytest.fixture(scope="module")
-def loop(tmp_path_factory) -> str:
-    exe = tmp_path_factory.mktemp("loop") / "loop"
-    subprocess.run(
-        ["gcc", "-O1", "-fno-omit-frame-pointer", "-o", str(exe), str(RATE / "loop.c")],
-        check=True,
-    )
-    exe.parent.chmod(0o755)
-    return str(exe)
 
 
 def record(out: Path, *args: str, cmd: tuple[str, ...]) -> subprocess.CompletedProcess:
@@ -184,7 +170,8 @@ def test_sigkill_keeps_every_journaled_event_and_its_stacks(loop, tmp_path):
         os.kill(int(pid), signal.SIGKILL)
     assert not t.finalized
     enters = ev[ev.probe == "sys_enter_ustack"]
-    assert len(enters) > 20_000
+    assert len(enters) > 5_000  # several journaled batches (~1 s at 20,000 calls/s, less
+    # on a loaded machine: the bound is not a rate)
     assert enters.ustack_id.notna().all()  # no stack was lost...
     assert enters.ustack.map(lambda s: s is not None and len(s) > 0).all()  # ...and each reads
     ids = pc.unique(t.read(["ustack_id"]).column("ustack_id")).drop_null().to_pylist()

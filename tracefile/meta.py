@@ -163,6 +163,43 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Counting:
+    """A counting trace's (`record --count`) BPF map: where its seconds start, its size,
+    and the events it could not take (the probe's counter has them, no count row does)."""
+
+    origin_mono_ns: int | None = None  # second 0 of the count rows starts here
+    map_entries: int | None = None  # the map's size: distinct (probe, dev, size, second) keys
+    map_keys: int | None = None  # keys it held at the end
+    map_full: dict[str, int] = field(default_factory=dict)  # per probe: refused, map full
+    map_errors: dict[str, int] = field(default_factory=dict)  # per probe: refused otherwise
+
+    @classmethod
+    def from_json(cls, c: Any) -> Counting:
+        c = _dict(c)
+
+        def refused(v: Any) -> dict[str, int]:  # a negative count is no count
+            return {k: n for k, n in _counts(v).items() if n >= 0}
+
+        return cls(
+            _int(c.get("origin_mono_ns")),
+            _int(c.get("map_entries")),
+            _int(c.get("map_keys")),
+            refused(c.get("map_full")),
+            refused(c.get("map_errors")),
+        )
+
+    @property
+    def not_counted(self) -> dict[str, int]:
+        """Per probe, events counted by its counter but in no count row (zeros left out)."""
+        out: dict[str, int] = {}
+        for d in (self.map_full, self.map_errors):
+            for k, n in d.items():
+                if n:
+                    out[k] = out.get(k, 0) + n
+        return out
+
+
+@dataclass(frozen=True)
 class TraceMeta:
     format: str | None = None
     version: int = 1
@@ -193,6 +230,8 @@ class TraceMeta:
     end_mono_ns: int | None = None
     # probe -> "kernel"/"user" -> STACK_ERRORS kind -> events whose stack was lost
     stacks_lost: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    mode: str = "events"  # "count": a counting trace (record --count), count rows only
+    counting: Counting = field(default_factory=Counting)
 
     @classmethod
     def from_json(cls, m: dict[str, Any]) -> TraceMeta:
@@ -225,6 +264,8 @@ class TraceMeta:
             start_mono_ns=m.get("start_mono_ns"),
             end_mono_ns=m.get("end_mono_ns"),
             stacks_lost=stack_losses(m.get("stacks_lost")),
+            mode=_str(m.get("mode")) or "events",
+            counting=Counting.from_json(m.get("count")),
         )
 
     @property

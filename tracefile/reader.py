@@ -6,7 +6,9 @@ type or an impossible row. Readers ask for the columns they need
 nothing to repair is read lazily, those columns only; anything else (a
 journal, version 1, a file that needs repair) is read and checked whole.
 `Trace.table`/`Trace.events` (all event columns, stacks as frame lists) are
-for small traces and ad-hoc use.
+for small traces and ad-hoc use. A counting trace (`record --count`) has no
+per-event rows: `Trace.counting` says so and `Trace.count_rows` holds what the
+kernel counted per probe, device, size bucket and second.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import pyarrow.parquet as pq
 
 from . import journal, sidecar
 from .meta import TraceMeta
-from .schema import COLUMNS, EVENT_COLUMNS
+from .schema import COLUMNS, COUNT_COLUMNS, EVENT_COLUMNS
 from .validate import (
     CORE,
     IMPOSSIBLE,
     NON_NEGATIVE,
     TraceError,
+    check_counts,
     check_meta,
     check_stacks,
     check_table,
@@ -58,13 +61,16 @@ class Trace:
     notes: list[str] = field(default_factory=list)
     _pf: pq.ParquetFile | None = None  # version 2 Parquet read lazily: columns on demand
     _groups: list[int] = field(default_factory=list)  # its event row groups
+    _count_groups: list[int] = field(default_factory=list)  # ... and its count row groups
     _events_table: pa.Table | None = None  # otherwise: the checked events, in memory
+    _counts_table: pa.Table | None = None  # ... and the checked count rows
     _stack_rows: pa.Table | None = None
     _stacks: dict[int, list[str]] | None = None
     _table: pa.Table | None = None
     _events: pd.DataFrame | None = None
     _workload: dict | None = None
     _metadata: TraceMeta | None = None
+    _count_rows: pa.Table | None = None
 
     @property
     def metadata(self) -> TraceMeta:
@@ -77,18 +83,43 @@ class Trace:
     def version(self) -> int:
         return int(self.meta.get("version", 1))
 
+    @property
+    def counting(self) -> bool:
+        """A counting trace (`record --count`): count rows, no per-event rows."""
+        return self.metadata.mode == "count"
+
     def read(self, columns: list[str] | None = None) -> pa.Table:
         """Event rows, only these columns (all event columns if None)."""
         cols = list(EVENT_COLUMNS) if columns is None else list(columns)
         if self._pf is None:
             assert self._events_table is not None
             return self._events_table.select(cols)
+        return self._row_groups(self._groups, cols)
+
+    def _row_groups(self, groups: list[int], cols: list[str]) -> pa.Table:
         try:
-            if not self._groups:
-                return pa.table({c: pa.array([], COLUMNS[c][0]) for c in cols})
-            return self._pf.read_row_groups(self._groups, columns=cols)
+            if not groups:
+                return _empty(cols)
+            return self._pf.read_row_groups(groups, columns=cols)  # type: ignore[union-attr]
         except Exception as e:  # pyarrow raises several types for damaged files
             raise TraceError(f"{self.path}: corrupt trace file ({_why(e)})") from None
+
+    def count_rows(self) -> pa.Table:
+        """A counting trace's rows (COUNT_COLUMNS): per probe, device, size bucket and
+        second, the events counted and their bytes summed; empty for other traces."""
+        if self._count_rows is None:
+            if self._pf is not None and self._count_groups:
+                t = self._row_groups(self._count_groups, list(COUNT_COLUMNS))
+                self._count_rows = check_counts(t, self.path, self.notes)
+            elif self._counts_table is not None:
+                self._count_rows = self._counts_table
+            else:
+                self._count_rows = _empty(list(COUNT_COLUMNS))
+        return self._count_rows
+
+    def count_frame(self) -> pd.DataFrame:
+        """count_rows() as a DataFrame, typed as `frame` types events."""
+        return _pandas(self.count_rows())
 
     def frame(
         self, columns: list[str] | None = None, where: pc.Expression | None = None
@@ -121,7 +152,8 @@ class Trace:
                                              "frames": pa.array([], _STACKS)})  # fmt: skip
             else:
                 n = self._pf.metadata.num_row_groups
-                rest = [i for i in range(n) if i not in set(self._groups)]
+                taken = set(self._groups) | set(self._count_groups)
+                rest = [i for i in range(n) if i not in taken]
                 try:
                     t = self._pf.read_row_groups(rest, columns=["stack_id", "frames"])
                 except Exception as e:
@@ -178,6 +210,10 @@ class Trace:
         return self._workload
 
 
+def _empty(cols: list[str]) -> pa.Table:
+    return pa.table({c: pa.array([], COLUMNS[c][0]) for c in cols})
+
+
 def _pandas(t: pa.Table) -> pd.DataFrame:
     # Arrow-backed columns keep 64-bit addresses exact despite nulls; dictionary
     # strings become plain ones, so comparisons and groupby act as on any string.
@@ -209,11 +245,13 @@ def from_v1(table: pa.Table) -> tuple[pa.Table, pa.Table]:
 def _in_memory(path: str, raw_meta, table: pa.Table, notes: list[str], finalized=None) -> Trace:
     """Check a whole table (either version) and keep it in memory."""
     meta = check_meta(decode_meta(raw_meta, path), notes)
+    counts = None
     if meta["version"] < 2:
         events, stacks = from_v1(check_table(table, path, notes, version=1))
     else:
         if "record" in table.column_names:
-            ev, st = split_records(table)
+            ev, st, co = split_records(table)
+            counts = check_counts(co, path, notes) if co.num_rows else None
         else:  # events only, from another writer
             ev, st = table, table.slice(0, 0)
         events = check_table(ev, path, notes, version=2)
@@ -221,7 +259,7 @@ def _in_memory(path: str, raw_meta, table: pa.Table, notes: list[str], finalized
     if finalized is None:
         finalized = bool(meta.get("finalized", True))
     return Trace(path, meta, finalized, events.num_rows, notes,
-                 _events_table=events, _stack_rows=stacks)  # fmt: skip
+                 _events_table=events, _counts_table=counts, _stack_rows=stacks)  # fmt: skip
 
 
 def _read_journal(path: str, head: bytes) -> Trace:
@@ -250,9 +288,10 @@ def _read_journal(path: str, head: bytes) -> Trace:
     return t
 
 
-def _lazy_groups(pf: pq.ParquetFile, path: str) -> list[int] | None:
-    """The event row groups of a version-2 file, if its schema and column statistics show
-    nothing validate would repair; None if it must be read and checked whole."""
+def _lazy_groups(pf: pq.ParquetFile, path: str) -> tuple[list[int], list[int]] | None:
+    """The event row groups and the count row groups of a version-2 file, if its schema and
+    column statistics show nothing validate would repair; None if it must be read and
+    checked whole. (Count rows are few, and checked whenever they are read.)"""
     schema = pf.schema_arrow
     for name in EVENT_COLUMNS + ("record", "stack_id", "frames"):
         i = schema.get_field_index(name)
@@ -265,9 +304,12 @@ def _lazy_groups(pf: pq.ParquetFile, path: str) -> list[int] | None:
             return None
     md = pf.metadata
     index = {schema.field(i).name: i for i in range(len(schema))}
-    groups = []
+    groups: list[int] = []
+    counts: list[int] = []
     for g in range(md.num_row_groups):
         rg = md.row_group(g)
+        if rg.num_rows == 0:
+            continue  # the writer's empty event group of a trace without events: no statistics
         stats = {name: rg.column(index[name]).statistics for name in index}
         sid = stats["stack_id"]
         if sid is None:
@@ -276,6 +318,15 @@ def _lazy_groups(pf: pq.ParquetFile, path: str) -> list[int] | None:
             continue  # a group of stack rows (checked when read)
         if sid.null_count != rg.num_rows:
             return None  # events and stacks in one group: another writer's file
+        if "second" in index:  # files from before count rows have no such column
+            sec = stats["second"]
+            if sec is None:
+                return None
+            if sec.null_count == 0:
+                counts.append(g)  # a group of count rows
+                continue
+            if sec.null_count != rg.num_rows:
+                return None  # events and count rows in one group: another writer's file
         for name in CORE:
             s = stats[name]
             if s is None or s.null_count:
@@ -289,7 +340,7 @@ def _lazy_groups(pf: pq.ParquetFile, path: str) -> list[int] | None:
             if not s.has_min_max or s.min < 0 or s.max > IMPOSSIBLE:
                 return None
         groups.append(g)
-    return groups
+    return groups, counts
 
 
 def load(path: str) -> Trace:
@@ -315,8 +366,8 @@ def load(path: str) -> Trace:
         raise TraceError(f"{path}: corrupt trace file ({_why(e)})") from None
     meta = decode_meta(raw_meta, path)  # a foreign file is refused before its data is read
     try:
-        groups = _lazy_groups(pf, path) if meta["version"] >= 2 else None
-        if groups is None:
+        lazy = _lazy_groups(pf, path) if meta["version"] >= 2 else None
+        if lazy is None:
             return _in_memory(path, raw_meta, pf.read(), [])
     except TraceError:
         raise
@@ -324,5 +375,7 @@ def load(path: str) -> Trace:
         raise TraceError(f"{path}: corrupt trace file ({_why(e)})") from None
     notes: list[str] = []
     meta = check_meta(meta, notes)
+    groups, counts = lazy
     n = sum(pf.metadata.row_group(i).num_rows for i in groups)
-    return Trace(path, meta, bool(meta.get("finalized", True)), n, notes, _pf=pf, _groups=groups)
+    return Trace(path, meta, bool(meta.get("finalized", True)), n, notes, _pf=pf,
+                 _groups=groups, _count_groups=counts)  # fmt: skip

@@ -18,13 +18,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import TraceError
-from .schema import COLUMNS, EVENT_COLUMNS, FORMAT, META_KEY, STACK_COLUMNS, V1_COLUMNS, VERSION
+from .schema import (
+    COLUMNS,
+    COUNT_COLUMNS,
+    EVENT_COLUMNS,
+    FORMAT,
+    META_KEY,
+    STACK_COLUMNS,
+    V1_COLUMNS,
+    VERSION,
+)
 
 # Columns the recorder added within format version 1: older traces lack them.
 ADDED_LATER = ("nents", "at_least")
 # The event columns of each version, and version 2's stack rows.
 EVENTS = {1: V1_COLUMNS, 2: {n: COLUMNS[n] for n in EVENT_COLUMNS}}
 STACKS = {n: COLUMNS[n] for n in STACK_COLUMNS}
+COUNTS = {n: COLUMNS[n] for n in COUNT_COLUMNS}
+# A count row's size bucket k says size <= 2**k: sizes are u64, so k is 0..64.
+MAX_SIZE_BUCKET = 64
 # Columns without which no analysis can place or name an event.
 CORE = ("ts_ns", "probe")
 # Values that can only be >= 0; a negative one is made null.
@@ -88,6 +100,8 @@ FIELDS = {
     "counts": (_dict, "an object"),
     "drops": (_dict, "an object"),
     "stacks_lost": (_dict, "an object"),
+    "mode": (_str, "a string"),
+    "count": (_dict, "an object"),
     "columns": (_dict, "an object"),
 }
 # Inside the objects above: key -> test, for the keys analyses read.
@@ -258,34 +272,68 @@ def check_table(table: pa.Table, path: str, notes: list[str], version: int = VER
     if dropped:
         t = t.filter(keep)
         notes.append(f"{dropped} events without a valid time or probe were dropped")
-    fixed = []
-    for name in NON_NEGATIVE:
-        bad = pc.or_(pc.less(t[name], 0), pc.greater(t[name], IMPOSSIBLE))
-        neg = pc.fill_null(bad, False)
-        n = pc.sum(neg).as_py() or 0
-        if n:
-            i = t.schema.get_field_index(name)
-            t = t.set_column(i, name, pc.if_else(neg, pa.scalar(None, t[name].type), t[name]))
-            fixed.append(f"{n} {name}")
+    t, fixed = _null_outside(t, {name: (0, IMPOSSIBLE) for name in NON_NEGATIVE})
     if fixed:
         notes.append("negative or impossibly large values made null: " + ", ".join(fixed))
     return t
 
 
-def check_stacks(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
-    """Version 2's stack rows: stack_id and frames typed; rows without an id dropped."""
+def _null_outside(
+    t: pa.Table, bounds: dict[str, tuple[int, int | None]]
+) -> tuple[pa.Table, list[str]]:
+    """Values outside [lo, hi] (hi None: no bound) made null; what was, as "N column"."""
+    fixed = []
+    for name, (lo, hi) in bounds.items():
+        bad = pc.less(t[name], lo)
+        if hi is not None:
+            bad = pc.or_(bad, pc.greater(t[name], hi))
+        bad = pc.fill_null(bad, False)
+        n = pc.sum(bad).as_py() or 0
+        if n:
+            i = t.schema.get_field_index(name)
+            t = t.set_column(i, name, pc.if_else(bad, pa.scalar(None, t[name].type), t[name]))
+            fixed.append(f"{n} {name}")
+    return t, fixed
+
+
+def _typed(table: pa.Table, columns: dict, path: str, notes: list[str]) -> pa.Table:
+    """These version-2 columns, in order, cast to their types; an absent one null."""
     cols = []
-    for name, (want, _) in STACKS.items():
+    for name, (want, _) in columns.items():
         if name in table.column_names:
             cols.append(_cast(table.column(name), want, name, path, notes, 2))
         else:
             cols.append(pa.nulls(table.num_rows, want))
-    t = pa.Table.from_arrays(cols, names=list(STACKS))
+    return pa.Table.from_arrays(cols, names=list(columns))
+
+
+def check_stacks(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
+    """Version 2's stack rows: stack_id and frames typed; rows without an id dropped."""
+    t = _typed(table, STACKS, path, notes)
     keep = pc.is_valid(t["stack_id"])
     dropped = t.num_rows - (pc.sum(keep).as_py() or 0)
     if dropped:
         notes.append(f"{dropped} stack rows without a stack_id were dropped")
         t = t.filter(keep)
+    return t
+
+
+def check_counts(table: pa.Table, path: str, notes: list[str]) -> pa.Table:
+    """Count rows: COUNT_COLUMNS typed; a row without a probe, second or count (or with a
+    negative or impossibly large one) dropped; impossible bytes or size buckets made null."""
+    t = _typed(table, COUNTS, path, notes)
+    keep = pc.is_valid(t["probe"])
+    for name in ("second", "count"):
+        ok = pc.and_(pc.greater_equal(t[name], 0), pc.less_equal(t[name], IMPOSSIBLE))
+        keep = pc.and_(keep, pc.fill_null(ok, False))
+    dropped = t.num_rows - (pc.sum(keep).as_py() or 0)
+    if dropped:
+        notes.append(f"{dropped} count rows without a valid probe, second or count were dropped")
+        t = t.filter(keep)
+    # bytes: a sum over events, so no one-event bound; negative is a u64 that wrapped
+    t, fixed = _null_outside(t, {"bytes": (0, None), "size_bucket": (0, MAX_SIZE_BUCKET)})
+    if fixed:
+        notes.append("count rows: impossible values made null: " + ", ".join(fixed))
     return t
 
 

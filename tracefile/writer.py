@@ -12,6 +12,8 @@ import pyarrow.parquet as pq
 
 from . import journal
 from .schema import (
+    COUNT,
+    COUNT_COLUMNS,
     EVENT,
     FORMAT,
     META_KEY,
@@ -43,9 +45,15 @@ def parquet_writer(path: str, meta: dict) -> pq.ParquetWriter:
 
 
 def write_parquet(
-    path: str, events: pa.Table, stacks: pa.Table, meta: dict, owner: tuple[int, int] | None = None
+    path: str,
+    events: pa.Table,
+    stacks: pa.Table,
+    meta: dict,
+    owner: tuple[int, int] | None = None,
+    counts: pa.Table | None = None,
 ) -> None:
-    """Events (sorted by time) in row groups of ROW_GROUP_ROWS, then the stack rows.
+    """Events (sorted by time) in row groups of ROW_GROUP_ROWS, then the stack rows, then
+    a counting trace's count rows (in the order given: the recorder's is by probe and second).
 
     Written to `path`.partial and renamed: a reader never sees half a file.
     """
@@ -57,6 +65,9 @@ def write_parquet(
         if stacks.num_rows:
             stacks = complete(stacks.select(["stack_id", "frames"]), STACK).sort_by("stack_id")
             w.write_table(stacks, row_group_size=ROW_GROUP_ROWS)
+        if counts is not None and counts.num_rows:
+            counts = complete(counts.select(list(COUNT_COLUMNS)), COUNT)
+            w.write_table(counts, row_group_size=ROW_GROUP_ROWS)
     if owner is not None:
         os.chown(tmp, *owner)
     os.replace(tmp, path)
@@ -70,27 +81,28 @@ def _sorted(ts: pa.ChunkedArray) -> bool:
     return bool((v[1:] >= v[:-1]).all())
 
 
-def split_records(table: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """(event rows, stack rows) of a version-2 table that holds both.
+def split_records(table: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """(event rows, stack rows, count rows) of a version-2 table that holds them.
 
-    The recorder writes each batch as all events or all stacks, and Parquet row
-    groups keep a dictionary per group: a batch whose `record` dictionary has one
-    value goes whole to its side; only mixed batches are filtered row by row.
+    The recorder writes each batch as rows of one kind, and Parquet row groups
+    keep a dictionary per group: a batch whose `record` dictionary has one value
+    goes whole to its side; only mixed batches are filtered row by row. Rows of
+    no known kind stay with the events (where the checks drop what has no time).
     """
-    events: list[pa.RecordBatch] = []
-    stacks: list[pa.RecordBatch] = []
+    parts: dict[str, list[pa.RecordBatch]] = {EVENT: [], STACK: [], COUNT: []}
     for batch in table.to_batches():
         rec = batch.column("record")
         if isinstance(rec, pa.DictionaryArray) and not rec.null_count and len(rec.dictionary) == 1:
-            (stacks if rec.dictionary[0].as_py() == STACK else events).append(batch)
+            kind = rec.dictionary[0].as_py()
+            parts[kind if kind in (STACK, COUNT) else EVENT].append(batch)
             continue
-        is_stack = pc.fill_null(pc.equal(rec.cast(pa.string()), STACK), False)
-        events.append(batch.filter(pc.invert(is_stack)))
-        stacks.append(batch.filter(is_stack))
-    return (
-        pa.Table.from_batches(events, table.schema),
-        pa.Table.from_batches(stacks, table.schema),
-    )
+        kinds = rec.cast(pa.string())
+        is_stack = pc.fill_null(pc.equal(kinds, STACK), False)
+        is_count = pc.fill_null(pc.equal(kinds, COUNT), False)
+        parts[EVENT].append(batch.filter(pc.invert(pc.or_(is_stack, is_count))))
+        parts[STACK].append(batch.filter(is_stack))
+        parts[COUNT].append(batch.filter(is_count))
+    return tuple(pa.Table.from_batches(parts[k], table.schema) for k in (EVENT, STACK, COUNT))
 
 
 # How often the journal is fsync'ed. A killed recorder loses nothing written
@@ -108,6 +120,7 @@ class TraceWriter:
         self._owner = owner  # (uid, gid) the files are given to: the user behind sudo
         self.rows = 0
         self.stacks = 0
+        self.count_rows = 0
         self._schema = SCHEMA.with_metadata(encode_meta({**meta, "finalized": False}))
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         if owner is not None:
@@ -129,9 +142,15 @@ class TraceWriter:
             self._stop.set()
             self._syncer.join()
 
-    def write(self, batch: pa.RecordBatch | None, stacks: pa.RecordBatch | None = None) -> None:
-        """Journal new stacks, then the events that refer to them, in one write and fsync."""
-        new = [b for b in (stacks, batch) if b is not None and b.num_rows]
+    def write(
+        self,
+        batch: pa.RecordBatch | None,
+        stacks: pa.RecordBatch | None = None,
+        counts: pa.RecordBatch | None = None,
+    ) -> None:
+        """Journal new stacks, then the events that refer to them, in one write and fsync;
+        a counting recording's count rows (schema.count_batch) likewise."""
+        new = [b for b in (stacks, batch, counts) if b is not None and b.num_rows]
         frames = [journal.frame(journal.stream(b)) for b in new]
         if not frames:
             return
@@ -141,6 +160,7 @@ class TraceWriter:
             self._syncer.start()
         self.rows += batch.num_rows if batch is not None else 0
         self.stacks += stacks.num_rows if stacks is not None else 0
+        self.count_rows += counts.num_rows if counts is not None else 0
 
     def abandon(self) -> None:
         """Stop without finalizing (what a killed recorder leaves: the journal)."""
@@ -154,5 +174,5 @@ class TraceWriter:
         with open(self.path, "rb") as f:
             j = journal.read(f.read())
         table = pa.Table.from_batches(j.batches, schema=self._schema)
-        events, stacks = split_records(table)
-        write_parquet(self.path, events, stacks, meta, self._owner)
+        events, stacks, counts = split_records(table)
+        write_parquet(self.path, events, stacks, meta, self._owner, counts)

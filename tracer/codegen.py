@@ -233,7 +233,11 @@ def _function(name: str, ctx_type: str, body: list[str]) -> str:
     return f"int {name}({ctx_type} *ctx)\n{{\n{inner}\n    return 0;\n}}\n"
 
 
-def _probe_functions(i: int, r: Resolution, btf: BTF | None) -> tuple[list[str], list[Attachment]]:
+def _probe_functions(
+    i: int, r: Resolution, btf: BTF | None, count: bool = False
+) -> tuple[list[str], list[Attachment]]:
+    """The probe's BPF functions and their attachments. count: each event is counted
+    in the kernel's map (tally) instead of emitted, and no stack is taken."""
     t = r.target
     assert t is not None
     ctx_type = {
@@ -242,6 +246,8 @@ def _probe_functions(i: int, r: Resolution, btf: BTF | None) -> tuple[list[str],
         "raw_tracepoint": "struct bpf_raw_tracepoint_args",
     }.get(t.kind, "struct pt_regs")
     guard = [] if r.probe.scope == "device" else ["if (!followed_task()) return 0;"]
+    if count:  # stopped: nothing more is counted, in the counters or the map
+        guard.insert(0, "if (control_word(1)) return 0;")
     paired = t.ret or t.kind == "syscall"
     # an instant event is built where it is emitted (the ring); a call's entry is parked
     head = [
@@ -249,7 +255,8 @@ def _probe_functions(i: int, r: Resolution, btf: BTF | None) -> tuple[list[str],
         f"struct event *e = {'fresh' if paired else 'fresh_out'}({i});",
         "if (!e) return 0;",
     ]
-    entry = head + _fill(r, True, btf) + _stacks(r)
+    entry = head + _fill(r, True, btf) + ([] if count else _stacks(r))
+    out = f"tally(e, {int('size' in t.fields)});" if count else "emit(ctx, e);"
     funcs: list[str] = []
     atts: list[Attachment] = []
     pre = {"raw_tracepoint": "rtp", "tracepoint": "tp", "syscall": "sc", "kprobe": "kp"}.get(
@@ -257,11 +264,11 @@ def _probe_functions(i: int, r: Resolution, btf: BTF | None) -> tuple[list[str],
     )
     fn_in, fn_out = f"{pre}_in_{i}", f"{pre}_out_{i}"
     if not paired:
-        funcs.append(_function(fn_in, ctx_type, [*entry, "emit(ctx, e);"]))
+        funcs.append(_function(fn_in, ctx_type, [*entry, out]))
     else:
         funcs.append(_function(fn_in, ctx_type, [*entry, "park(e);"]))
         leave = [f"struct event *e = unpark({i});", "if (!e) return 0;", *_fill(r, False, btf)]
-        funcs.append(_function(fn_out, ctx_type, [*leave, "emit(ctx, e);"]))
+        funcs.append(_function(fn_out, ctx_type, [*leave, out]))
     if t.kind == "raw_tracepoint":
         atts.append(Attachment(i, "raw_tracepoint", t.event, fn_in))
     elif t.kind == "tracepoint":
@@ -290,8 +297,12 @@ def generate(
     ringbuf_pages: int = 1024,
     stack_entries: int = 16384,
     btf: BTF | None = None,
+    count_entries: int | None = None,
 ) -> tuple[str, list[Attachment]]:
     """C text and the attachments, for the probes with status 'attach' (indexed in order).
+
+    count_entries: record --count, a per-CPU hash of that many keys counts the events
+    in the kernel; none is emitted and no stack is taken.
 
     With the kernel's BTF, struct reads use its offsets, and every system-wide
     probe on the tracefs record path also gets a raw-tracepoint counter of the
@@ -306,7 +317,14 @@ def generate(
         f"#define STACK_ENTRIES {stack_entries}",
         f"#define FORK_CHILD_OFFSET {fork_child_offset}",
     ]
-    if ringbuf:
+    count = count_entries is not None
+    if count:
+        defines += [
+            "#define COUNT_MODE 1",
+            f"#define COUNT_ENTRIES {count_entries}",
+            f"#define SIZE_SLOT {NUMERIC_FIELDS.index('size')}",
+        ]
+    elif ringbuf:
         defines.append("#define USE_RINGBUF 1")
     if follow_all:
         defines.append("#define FOLLOW_ALL 1")
@@ -322,7 +340,7 @@ def generate(
     for i, r in enumerate(resolved):
         if r.status != "attach":
             continue
-        funcs, a = _probe_functions(i, r, btf)
+        funcs, a = _probe_functions(i, r, btf, count)
         parts.extend(funcs)
         atts.extend(a)
         if btf is not None and loss_counted(r, btf):

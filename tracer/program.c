@@ -29,7 +29,31 @@ struct call_key {
     u32 probe;
 };
 
-#ifdef USE_RINGBUF
+#ifdef COUNT_MODE
+// record --count: no event leaves the kernel. Each one is counted under its
+// probe, device, size bucket and second in a per-CPU hash (no CPU waits for
+// another's cache line); the recorder sums the CPUs' values at the end.
+struct tally_key {
+    u32 probe;
+    u32 second;       // whole seconds since origin[0]
+    u16 size_bucket;  // 0: the probe has no size; else 1 + the smallest k with size <= 2^k
+    u16 at_least;     // a scatter-list walk hit its bound: bytes is a lower bound
+    u32 pad;
+    char dev[32];
+};
+struct tally {
+    u64 count;
+    u64 bytes;
+};
+BPF_PERCPU_HASH(tallies, struct tally_key, struct tally, COUNT_ENTRIES);
+// Set by the recorder: [0] CLOCK_MONOTONIC ns of second 0, before attaching; [1]
+// nonzero once it stops counting, so the map and the counters are read at rest
+// (the probes stay attached until the recorder is done).
+BPF_ARRAY(control, u64, 2);
+// Updates the map refused: [probe * 2 + 0] full (-E2BIG), [probe * 2 + 1] other errors.
+// Those events are in `counts` and in no tally: the difference is never silent.
+BPF_PERCPU_ARRAY(tally_errors, u64, NPROBES * 2);
+#elif defined(USE_RINGBUF)
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 #else
 BPF_PERF_OUTPUT(events);
@@ -44,10 +68,20 @@ BPF_PERCPU_ARRAY(stack_errors, u64, NPROBES * 8);
 BPF_PERCPU_ARRAY(scratch, struct event, 1);  // events exceed the 512-byte stack
 BPF_HASH(followed, u32, u8, 65536);          // tgids of the followed processes
 BPF_HASH(inflight, struct call_key, struct event, 16384);
+#ifndef COUNT_MODE
 // Without BPF_F_REUSE_STACKID: an id keeps its first stack for the whole
 // recording (a colliding stack is lost and counted), so the recorder may
 // symbolize an id once (tracer/decode.py).
 BPF_STACK_TRACE(stacks, STACK_ENTRIES);
+#endif
+
+#ifdef COUNT_MODE
+static __always_inline u64 control_word(u32 i)
+{
+    u64 *v = control.lookup(&i);
+    return v ? *v : 0;
+}
+#endif
 
 static __always_inline int followed_task(void)
 {
@@ -92,7 +126,9 @@ static __always_inline void init(struct event *e, u32 probe)
     e->cpu = bpf_get_smp_processor_id();
     e->kstack = -1;
     e->ustack = -1;
+#ifndef COUNT_MODE  // no count key has it
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
+#endif
 }
 
 // The entry half of a call is built in scratch and parked (below).
@@ -110,7 +146,10 @@ static __always_inline struct event *fresh(u32 probe)
 static __always_inline struct event *out_slot(u32 probe)
 {
     count_event(probe);
-#ifdef USE_RINGBUF
+#ifdef COUNT_MODE  // built where it is counted, never emitted
+    u32 zero = 0;
+    return scratch.lookup(&zero);
+#elif defined(USE_RINGBUF)
     struct event *e = events.ringbuf_reserve(sizeof(struct event));
     if (!e)
         count_drop(probe);
@@ -129,6 +168,61 @@ static __always_inline struct event *fresh_out(u32 probe)
     return e;
 }
 
+#ifdef COUNT_MODE
+static __always_inline void count_tally_error(u32 i)
+{
+    u64 *c = tally_errors.lookup(&i);
+    if (c)
+        *c += 1;
+}
+
+// floor(log2(v)) for v > 0, branch-free (BPF has no count-leading-zeros).
+static __always_inline u32 log2_floor(u64 v)
+{
+    u32 r = (v > 0xffffffffULL) << 5;
+    v >>= r;
+    u32 s = (v > 0xffff) << 4;
+    v >>= s;
+    r |= s;
+    s = (v > 0xff) << 3;
+    v >>= s;
+    r |= s;
+    s = (v > 0xf) << 2;
+    v >>= s;
+    r |= s;
+    s = (v > 0x3) << 1;
+    v >>= s;
+    r |= s;
+    return r | (u32)(v >> 1);
+}
+
+// Count e under its key; has_size: the probe's target fills the size field.
+static __always_inline void tally(struct event *e, int has_size)
+{
+    struct tally_key k;
+    __builtin_memset(&k, 0, sizeof(k));
+    u64 start = control_word(0);
+    k.probe = e->probe;
+    k.second = e->ts > start ? (e->ts - start) / 1000000000ULL : 0;
+    k.at_least = e->at_least;
+    __builtin_memcpy(k.dev, e->dev, sizeof(k.dev));
+    u64 size = e->v[SIZE_SLOT], bytes = 0;
+    if (has_size && size != UNKNOWN) {
+        k.size_bucket = 1 + (size <= 1 ? 0 : log2_floor(size - 1) + 1);
+        bytes = size;
+    }
+    struct tally *v = tallies.lookup(&k);
+    if (v) {
+        v->count += 1;  // this CPU's copy: no other CPU writes it
+        v->bytes += bytes;
+        return;
+    }
+    struct tally init = {.count = 1, .bytes = bytes};
+    int rc = tallies.update(&k, &init);
+    if (rc)
+        count_tally_error(e->probe * 2 + (rc == -E2BIG ? 0 : 1));
+}
+#else
 static __always_inline void emit(void *ctx, struct event *e)
 {
 #ifdef USE_RINGBUF
@@ -148,6 +242,7 @@ static __always_inline s32 stack_id(void *ctx, u32 probe, u64 flags)
     }
     return id;
 }
+#endif
 
 static __always_inline void count_fired(u32 p)
 {

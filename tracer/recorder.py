@@ -26,7 +26,7 @@ from ..render.progress import Steps
 from ..tracefile import journal
 from ..tracefile.meta import STACK_ERRORS, stack_loss_lines, stacks_lost_total
 from ..tracefile.writer import TraceWriter
-from . import codegen, cost, counters, detach, headers, launch
+from . import codegen, cost, counters, detach, headers, launch, tallies
 from . import ringbuf as rings
 from .addresses import TextRedactor
 from .decode import DECODE_ROWS, EVENT_DTYPE, EventBatcher
@@ -68,6 +68,8 @@ class Options:
     workload_result: str | None = None  # JSON the workload writes about itself
     pmu: bool = True  # count the IOMMU PMU's events where the machine has one
     count_software: tuple[str, ...] = ()  # software perf events to count too (cpu-clock)
+    count: bool = False  # count events in the kernel (probe x dev x size x second), emit none
+    count_entries: int = tallies.COUNT_ENTRIES  # keys the count map holds
 
 
 def _kernel_version() -> tuple[int, int]:
@@ -206,6 +208,23 @@ def buffer_pages_problem(pages: int, ringbuf: bool) -> str | None:
 STACK_ENTRY_BYTES = 1040
 
 
+def count_entries_problem(entries: int) -> str | None:
+    """Why the count map would be refused or exhaust memory, or None."""
+    if entries < 1:
+        return "must be 1 or more"
+    if entries >= 1 << 31:
+        return "a BPF map holds fewer than 2**31 keys"
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    cpus = max(cpus, os.cpu_count() or 1)
+    need, avail = tallies.map_bytes(entries, cpus), _mem_available()
+    if avail is not None and need > avail // 2:
+        return (
+            f"{entries} keys on {cpus} CPUs is {need / 2**30:.1f} GiB, more than half of this "
+            f"machine's available memory ({avail / 2**30:.1f} GiB)"
+        )
+    return None
+
+
 def stack_entries_problem(entries: int) -> str | None:
     """Why the stack map would be refused or exhaust memory, or None."""
     if entries < 1:
@@ -241,6 +260,7 @@ class Recorder:
         self._pages = RING_PAGES  # the buffer's size, --buffer-pages or the default
         self._lost = 0  # the perf buffer's lost count; set here so a loop that fails early
         # still finalizes the trace (run's finally reads it)
+        self._origin_ns: int | None = None  # --count: second 0 of the count rows
 
     # ------------------------------------------------------------ setup
     def _check_numbers(self) -> None:
@@ -256,13 +276,20 @@ class Recorder:
         why = stack_entries_problem(self.o.stack_entries)
         if why:
             raise RecordError(f"--stack-entries {self.o.stack_entries}: {why}")
+        if self.o.count:
+            why = count_entries_problem(self.o.count_entries)
+            if why:
+                raise RecordError(f"--count-entries {self.o.count_entries}: {why}")
 
     def _ringbuf(self) -> bool:
         return not self.o.perf_buffer and _kernel_version() >= (5, 8)
 
     def _buffer(self) -> str:
         """How events reach the recorder (the trace's `buffer`): the ring buffer read through
-        mmap in batches; BCC's callback per event where mmap reads are not safe; the perf buffer."""
+        mmap in batches; BCC's callback per event where mmap reads are not safe; the perf
+        buffer; none when they are counted in the kernel (--count)."""
+        if self.o.count:
+            return "none"
         if not self._ringbuf():
             return "perf"
         return "ringbuf" if rings.supported() else "ringbuf-callback"
@@ -338,6 +365,7 @@ class Recorder:
                 ringbuf_pages=self._pages,
                 stack_entries=self.o.stack_entries,
                 btf=btf_mod.running(),
+                count_entries=self.o.count_entries if self.o.count else None,
             )
         except codegen.CodegenError as e:
             raise RecordError(f"probe catalog: {e}") from None
@@ -346,6 +374,9 @@ class Recorder:
         t_compile = time.monotonic()
         b = _compile(bcc, text)
         t_attach = time.monotonic()
+        if self.o.count:  # second 0 of the count rows: before any probe can fire
+            self._origin_ns = time.monotonic_ns()
+            b["control"][ct.c_int(0)] = ct.c_uint64(self._origin_ns)
         self._steps.step(f"attaching {n} probes")
         self._attach_all(b, resolved, atts)
         if not follow_all:  # the followed processes' children are followed too
@@ -361,12 +392,15 @@ class Recorder:
         if not attached:
             raise RecordError("no probe could be attached on this kernel (see iommu-trace probes)")
         raw = sum(r.target is not None and r.target.kind == "raw_tracepoint" for r in attached)
+        via = {
+            "ringbuf": "ring buffer (mmap)",
+            "ringbuf-callback": "ring buffer (callback)",
+            "none": f"counting in the kernel ({self.o.count_entries} keys; no events, no stacks)",
+        }
         self.log(
             f"attached {len(attached)} of {len(resolved)} probes ({raw} raw tracepoints, "
             f"{len([a for a in atts if a.kind in ('uprobe', 'uretprobe')])} uprobes) via "
-            + {"ringbuf": "ring buffer (mmap)", "ringbuf-callback": "ring buffer (callback)"}.get(
-                buffer, "perf buffer"
-            )
+            + via.get(buffer, "perf buffer")
         )
         self._warn_per_copy(attached)
 
@@ -376,7 +410,9 @@ class Recorder:
             "follow": "all" if follow_all else ("pid" if self.o.pid else "command"),
             "pid": self.o.pid,
             "start_wall": datetime.now(UTC).isoformat(),
-            "start_mono_ns": time.monotonic_ns(),
+            # a counting trace starts where its seconds do, just before attaching
+            "start_mono_ns": self._origin_ns if self.o.count else time.monotonic_ns(),
+            "mode": "count" if self.o.count else "events",
             "wall_minus_mono_ns": _boot_wall_offset_ns(),
             "headers": {"source": hdr.source, "path": hdr.path, "note": hdr.note},
             "buffer": buffer,
@@ -401,6 +437,9 @@ class Recorder:
         try:
             status = self._loop(b, resolved, writer, buffer)
         finally:
+            if self.o.count:  # at rest, so the counters and the map agree (tracer/tallies.py)
+                _stop_counting(b)
+                meta["count"] = self._write_counts(b, resolved, writer)
             counts = self._sum_table(b, "counts", resolved)
             drops = self._sum_table(b, "drops", resolved)
             fired = self._sum_table(b, "fired", resolved)
@@ -445,6 +484,9 @@ class Recorder:
             )
         for line in stack_loss_lines(stacks_lost):
             self.log(line)
+        if self.o.count:
+            self._say_counts(meta["count"], counts, writer)
+            return status if status is not None else 0
         total_drops = sum(drops.values()) + self._lost
         lost = stacks_lost_total(stacks_lost)
         self.log(
@@ -457,6 +499,34 @@ class Recorder:
             + (f"; {lost} stacks lost (null stack ids; raise --stack-entries)" if lost else "")
         )
         return status if status is not None else 0
+
+    def _write_counts(self, b, resolved, writer: TraceWriter) -> dict:
+        """The count map as count rows into the trace; the trace's `count` metadata."""
+        keys, summed = tallies.read_map(b["tallies"])
+        if len(keys):
+            writer.write(None, counts=tallies.rows(keys, summed, resolved))
+        full, other = tallies.errors(b["tally_errors"], resolved)
+        return {
+            "origin_mono_ns": self._origin_ns,
+            "map_entries": self.o.count_entries,
+            "map_keys": len(keys),
+            "map_full": full,
+            "map_errors": other,
+        }
+
+    def _say_counts(self, c: dict, counts: dict[str, int], writer: TraceWriter) -> None:
+        for name, n in c["map_full"].items():
+            self.log(
+                f"{name}: {n} of {counts.get(name, 0)} events NOT in the count rows: the count "
+                f"map ({c['map_entries']} keys) was full (raise --count-entries); the probe's "
+                "count stays exact"
+            )
+        for name, n in c["map_errors"].items():
+            self.log(f"{name}: {n} events NOT in the count rows: the count map refused them")
+        self.log(
+            f"{sum(counts.values())} events counted in the kernel into {writer.count_rows} "
+            f"count rows (probe x device x size x second) in {self.o.output}"
+        )
 
     def _warn_per_copy(self, attached) -> None:
         per_copy = [r.probe.name for r in attached if not r.probe.default and r.probe.op == "call"]
@@ -568,12 +638,17 @@ class Recorder:
         return out
 
     def _loop(self, b, resolved, writer: TraceWriter, buffer: str) -> int | None:
-        self._sym = Symbolizer(b, b["stacks"])
-        batcher = self._batcher = EventBatcher(resolved, self._sym, self.o.keep_addresses)
         self._writer = writer
         self._flushed_at = time.monotonic()
-        poll = self._consumer(b, buffer, batcher)
-        _warm_up(resolved)
+        batcher: EventBatcher | None = None
+        if self.o.count:  # nothing to consume: the kernel counts
+            poll: Callable[[float], None] = time.sleep
+        else:
+            self._sym = Symbolizer(b, b["stacks"])
+            batcher = EventBatcher(resolved, self._sym, self.o.keep_addresses)
+            poll = self._consumer(b, buffer, batcher)
+            _warm_up(resolved)
+        self._batcher = batcher
 
         old = {
             s: signal.signal(s, self._on_signal)
@@ -596,16 +671,13 @@ class Recorder:
                     return 127
             elif self.o.pid is not None:
                 b["followed"][ct.c_uint32(self.o.pid)] = ct.c_uint8(1)
+                self.log(f"following pid {self.o.pid} and its children")
             return self._wait(poll, writer, child)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-            # Drain what is still buffered: the command's last events matter most.
-            for _ in range(50):
-                before = len(batcher)
-                poll(0.05)
-                if len(batcher) == before:
-                    break
+            if batcher is not None:
+                _drain(poll, batcher)
             self._flush(force=True)
 
     def _consumer(self, b, buffer: str, batcher: EventBatcher) -> Callable[[float], None]:
@@ -664,7 +736,9 @@ class Recorder:
     def _flush(self, force: bool = False) -> None:
         """Journal the batch: at FLUSH_EVENTS events or FLUSH_S seconds, whichever first."""
         now = time.monotonic()
-        if force or len(self._batcher) >= FLUSH_EVENTS or now - self._flushed_at >= FLUSH_S:
+        if self._batcher is None:
+            pass  # --count: no events; the count rows are written at the end
+        elif force or len(self._batcher) >= FLUSH_EVENTS or now - self._flushed_at >= FLUSH_S:
             t = time.perf_counter()
             events = self._batcher.take()
             self._writer.write(events, stacks=self._batcher.take_stacks())
@@ -707,6 +781,22 @@ class Recorder:
                 elif time.monotonic() - forwarded_at > 5:
                     os.kill(child.pid, signal.SIGKILL)
                     forwarded_at = time.monotonic() + 1e9  # kill once
+
+
+def _stop_counting(b) -> None:
+    """--count: the programs count nothing from now on (program.c's control[1]); a program
+    that passed that test before may still be finishing: they take microseconds."""
+    b["control"][ct.c_int(1)] = ct.c_uint64(1)
+    time.sleep(0.05)
+
+
+def _drain(poll: Callable[[float], None], batcher: EventBatcher) -> None:
+    """Read what is still buffered: the command's last events matter most."""
+    for _ in range(50):
+        before = len(batcher)
+        poll(0.05)
+        if len(batcher) == before:
+            break
 
 
 def _warm_up(resolved: list[discover.Resolution]) -> None:
