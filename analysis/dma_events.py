@@ -201,16 +201,21 @@ def groups(ev: Columns, rows: np.ndarray, stacks: dict[int, list[str]], by_comm:
     return out
 
 
+def group_op(head: Columns) -> Columns:
+    """Only the group and op columns of `head` (sharing its arrays): what
+    read_kernel_events needs of it, so a caller can drop the rest first."""
+    return Columns(head.n, {c: head.codes[c] for c in ("group", "op")},
+                   {c: head.values[c] for c in ("group", "op")}, {}, {}, head.index)  # fmt: skip
+
+
 def read_kernel_events(
     trace: Trace, more: tuple[str, ...] = (), head: Columns | None = None
 ) -> Columns:
     """The columns `groups` needs, of kernel DMA/IOMMU events only (read, then filtered).
 
     `head`: the group and op columns of every event, if the caller has them."""
-    if head is None:
-        head = columns.read(trace, ["group", "op"], order_by_time=False)
-    head = Columns(head.n, {c: head.codes[c] for c in ("group", "op")},
-                   {c: head.values[c] for c in ("group", "op")}, {}, {}, head.index)  # fmt: skip
+    head = group_op(columns.read(trace, ["group", "op"], order_by_time=False) if head is None
+                    else head)  # fmt: skip
     mask = kernel_mask(head)
     # A finalized trace is in time order; a journal is sorted here (needs ts_ns).
     rest = [c for c in SCALE_COLUMNS if c not in ("group", "op")] + list(more)
