@@ -52,7 +52,7 @@ def load_workload(trace: Trace) -> dict:
         wl = trace.workload()
     except SidecarError as e:
         raise PhaseError(str(e)) from None
-    steps = sidecar.WorkloadSidecar(trace.path, {}, wl).steps  # generation steps only
+    steps = sidecar.generation_steps(wl)
     if steps is not None:
         return {**wl, "steps": steps}
     raise PhaseError(

@@ -9,6 +9,7 @@ import json
 from ..analysis.events import unmaps
 from ..analysis.report import rate
 from ..analysis.taxonomy import BY_NAME
+from ..tracefile.meta import missed_lines
 from .table import grid
 
 
@@ -59,12 +60,7 @@ def to_text(r: dict) -> str:
         "",
     ]  # fmt: skip
     out[1:1] = [f"WARNING: {d}" for d in r.get("disagree") or []]
-    missed = r.get("missed") or {}
-    if missed:
-        out[1:1] = [
-            "MISSED by the kernel (its BPF program skipped while another ran on that CPU; "
-            "counts below are low by these): " + ", ".join(f"{k} {v:,}" for k, v in missed.items())
-        ]
+    out[1:1] = missed_lines(r.get("missed") or {})
     rows = [
         [BY_NAME[k].label, v, r["rates_per_s"][k]] for k, v in r["counts"].items() if v is not None
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from ..tracefile.meta import no_stack_line, stack_loss_lines, stacks_lost_total
+from ..tracefile.meta import missed_lines, no_stack_line, stack_loss_lines, stacks_lost_total
 from .table import grid
 
 
@@ -124,13 +124,7 @@ def to_text(s: dict) -> str:
             "of them never reached the trace (tracefs record over the perf trace buffer); "
             "record with raw tracepoints (BTF) to see them"
         )
-    for p in s["probes"]:
-        if p.get("missed"):
-            lines.append(
-                f"missed: {p['name']}'s BPF program was skipped {p['missed']} times (called "
-                "while another kprobe or tracepoint program ran on that CPU); those events "
-                "are in neither the file nor COUNT"
-            )
+    lines += missed_lines({p["name"]: p.get("missed") or 0 for p in s["probes"]})
     lines += [f"WARNING: {d}" for d in s.get("disagree") or []]
     for line in stack_loss_lines(s.get("stacks_lost") or {}):
         lines.append(f"{line}; those events have a null stack id (see record --stack-entries)")

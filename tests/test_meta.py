@@ -8,6 +8,7 @@ from iommu_trace.tracefile.meta import (
     Cost,
     Probe,
     TraceMeta,
+    missed_lines,
     no_stack_line,
     stack_loss_lines,
     stacks_lost_total,
@@ -91,3 +92,9 @@ def test_no_stack_to_walk_is_not_counted_as_lost():
     ]
     line = no_stack_line(lost.stacks_lost)
     assert line is not None and "159 user of dma_unmap_sg" in line and "not a loss" in line
+
+
+def test_missed_lines_name_each_skipped_probe():
+    lines = missed_lines({"iotlb_sync": 1234, "dma_map": 0})
+    assert len(lines) == 1 and lines[0].startswith("missed: iotlb_sync's BPF program")
+    assert "1,234 times" in lines[0] and "neither the trace nor its counts" in lines[0]

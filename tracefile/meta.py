@@ -306,6 +306,17 @@ def stack_losses(v: Any) -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
+def missed_lines(missed: dict[str, int]) -> list[str]:
+    """One line per probe whose BPF program the kernel skipped (TraceMeta.missed)."""
+    return [
+        f"missed: {name}'s BPF program was skipped {n:,} times (called while another kprobe "
+        "or tracepoint program ran on that CPU); those events are in neither the trace nor "
+        "its counts"
+        for name, n in missed.items()
+        if n
+    ]
+
+
 # What a bigger stack map helps (or an unknown error); "fault" is no stack to walk: a
 # user stack asked in kernel context (an interrupt, a kernel thread), not a loss.
 LOSSES = ("collision", "full", "other")

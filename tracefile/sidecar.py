@@ -34,14 +34,18 @@ class WorkloadSidecar:
 
     @property
     def steps(self) -> list[dict] | None:
-        """FlexGen's generation steps (timed dicts); None for anything else, such as the
-        lab's plan of workloads, which older lab files wrote under "steps" too."""
-        steps = self.results.get("steps")
-        if not isinstance(steps, list) or not all(
-            isinstance(s, dict) and "t_start_ns" in s and "t_end_ns" in s for s in steps
-        ):
-            return None
-        return steps
+        return generation_steps(self.results)
+
+
+def generation_steps(results: dict[str, Any]) -> list[dict] | None:
+    """FlexGen's generation steps (timed dicts) in a workload's results; None for anything
+    else, such as the lab's plan of workloads, which older lab files wrote under "steps"."""
+    steps = results.get("steps")
+    if not isinstance(steps, list) or not all(
+        isinstance(s, dict) and "t_start_ns" in s and "t_end_ns" in s for s in steps
+    ):
+        return None
+    return steps
 
 
 def workload_path(trace_path: str) -> str:

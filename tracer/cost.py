@@ -50,21 +50,27 @@ def child_cpu(ru) -> dict[str, float | int]:
     }
 
 
+def _fdinfo(fd: int) -> dict[str, int]:
+    """A BPF program's numeric /proc/self/fdinfo fields (run_cnt, recursion_misses...)."""
+    out = {}
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                if val.strip().isdigit():
+                    out[key] = int(val)
+    except OSError:
+        pass
+    return out
+
+
 def recursion_misses(prog_fd: int) -> int | None:
     """Runs the kernel skipped for this BPF program (fdinfo's recursion_misses, 5.12+,
     counted whether or not bpf_stats is on). A kprobe or tracepoint program does not
     run while another such program runs on the same CPU (bpf_prog_active): an
     interrupt's DMA unmap landing in one is an event the trace never sees, nor
     the per-probe counters it bumps. None: this kernel does not say."""
-    try:
-        with open(f"/proc/self/fdinfo/{prog_fd}") as f:
-            for line in f:
-                key, _, val = line.partition(":")
-                if key == "recursion_misses":
-                    return int(val)
-    except (OSError, ValueError):
-        pass
-    return None
+    return _fdinfo(prog_fd).get("recursion_misses")
 
 
 def bpf_run_time(prog_fds: list[int]) -> dict[str, int] | None:
@@ -76,16 +82,5 @@ def bpf_run_time(prog_fds: list[int]) -> dict[str, int] | None:
                 return None
     except OSError:
         return None
-    ns = runs = 0
-    for fd in prog_fds:
-        try:
-            with open(f"/proc/self/fdinfo/{fd}") as f:
-                for line in f:
-                    key, _, val = line.partition(":")
-                    if key == "run_time_ns":
-                        ns += int(val)
-                    elif key == "run_cnt":
-                        runs += int(val)
-        except (OSError, ValueError):
-            continue
-    return {"run_time_ns": ns, "run_cnt": runs}
+    info = [_fdinfo(fd) for fd in prog_fds]
+    return {k: sum(i.get(k, 0) for i in info) for k in ("run_time_ns", "run_cnt")}

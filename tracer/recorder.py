@@ -24,7 +24,7 @@ from ..probes import catalog as catalog_mod
 from ..probes import discover
 from ..render.progress import Steps
 from ..tracefile import journal
-from ..tracefile.meta import STACK_ERRORS, stack_loss_lines, stacks_lost_total
+from ..tracefile.meta import STACK_ERRORS, missed_lines, stack_loss_lines, stacks_lost_total
 from ..tracefile.writer import TraceWriter
 from . import codegen, cost, counters, detach, headers, launch, tallies
 from . import ringbuf as rings
@@ -476,12 +476,8 @@ class Recorder:
                 "record path (a record too large for the perf trace buffer); raw tracepoints "
                 "count them all"
             )
-        for name, n in missed.items():
-            self.log(
-                f"{name}: the kernel skipped its BPF program {n} times (it was called while "
-                "another kprobe or tracepoint program ran on that CPU): those events are in "
-                "neither the trace nor its counts"
-            )
+        for line in missed_lines(missed):
+            self.log(line)
         for line in stack_loss_lines(stacks_lost):
             self.log(line)
         if self.o.count:
