@@ -1,22 +1,27 @@
 """Overhead harness: real workloads untraced and under `iommu-trace record`, interleaved.
 
 A benchmark, not a test: run it by hand on the machine whose figures you quote
-(as root: recording needs BPF), then put the table into docs/recorder-cost.md.
+(as root: recording needs BPF), then put the table into docs/benchmarks.md.
 
     sudo python3 -m iommu_trace.recorder_cost.harness --pairs 5 \\
         --sets default,kernel --out recorder_cost/results/MACHINE-DATE.json
     python3 -m iommu_trace.recorder_cost.harness --table recorder_cost/results/MACHINE-DATE.json
 
-Each round runs the workload once untraced and once under each probe set; the
-first --warmup rounds are discarded (page cache, GPU clocks, compiler caches).
-Even rounds run untraced first, odd rounds last (ABBA), so linear drift of the
-machine does not favour either side. Each traced run is paired with its
-round's untraced run; the slowdown of a pair is untraced / traced throughput
-- 1, as the workload itself reports it (--workload-result JSON). Reported per
-workload and probe set: the median slowdown over pairs with a bootstrap 95%
-CI, events per second, and what the trace says the recording cost (start-up,
-recorder CPU). Raw numbers go to --out after every run, so an interrupted
-matrix keeps what it measured.
+Two modes. `--mode attach` (the default) starts each workload once and pairs
+blocks of time within it: one untraced, one under `record -p PID -d BLOCK` with
+the probe set (recorder_cost/attach.py says why: whole runs differ by ±5%).
+`--mode process` runs the workload as a user does, untraced and under `record
+-- COMMAND`, a whole process per run, its throughput over a fixed window after
+its warm-up (what start-up and the child's environment could change).
+
+Each round makes one pair per probe set; the first --warmup rounds are
+discarded. Even rounds run untraced first, odd rounds last (ABBA), so linear
+drift of the machine does not favour either side. The slowdown of a pair is
+untraced / traced throughput - 1, as the workload itself counts its work.
+Reported per workload and probe set: the median slowdown over pairs with a
+bootstrap 95% CI, events per second, and what the trace says the recording cost
+(start-up, recorder CPU). Raw numbers go to --out after every pair, so an
+interrupted matrix keeps what it measured.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import attach
 from .stats import slowdown
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,34 +54,36 @@ class Workload:
     argv: list[str]  # from the repository root
     key: str = "throughput"  # the result JSON's throughput field
     unit: str = ""
+    block_s: float = 3.0  # attach mode: a block holds >= ~10 of its steps
+    serve: tuple[str, ...] = ()  # attach mode: extra arguments (finer steps)
 
 
 def workloads(seconds: float) -> dict[str, Workload]:
     w = str(REPO / "recorder_cost" / "workloads")
     s = ["--seconds", str(seconds)]
+    flexgen = ["--model", "facebook/opt-1.3b", "--percent", *"100 0 0 100 100 0".split()]
+    flexgen += ["--prompt-len", "256", "--gpu-batch-size", "8"]
     return {
-        "memcpy-4k": Workload([PY, f"{w}/memcpy_loop.py", *s], unit="copies/s"),
+        "memcpy-4k": Workload([PY, f"{w}/memcpy_loop.py", *s], unit="copies/s", block_s=2.0),
         "input-pipeline": Workload([PY, f"{w}/input_pipeline.py", *s], unit="samples/s"),
-        "offload-decode": Workload([PY, f"{w}/offload_decode.py", *s], unit="tokens/s"),
-        # FlexGen decodes a fixed number of tokens; its decode phase is the window
+        "offload-decode": Workload(
+            [PY, f"{w}/offload_decode.py", *s],
+            unit="tokens/s",
+            block_s=4.0,
+            serve=("--new-tokens", "2"),
+        ),  # fmt: skip
+        # attach mode: FlexGen's generate in a loop (8 new tokens a step)
         "flexgen": Workload(
-            [
-                PY,
-                str(REPO / "examples" / "flexgen_run.py"),
-                "--model",
-                "facebook/opt-1.3b",
-                "--percent",
-                *"100 0 0 100 100 0".split(),
-                "--prompt-len",
-                "256",
-                "--gen-len",
-                "32",
-                "--gpu-batch-size",
-                "8",
-            ],
+            [PY, f"{w}/flexgen_decode.py", *s, *flexgen], unit="tokens/s", block_s=4.0
+        ),
+        # process mode: the example as users run it; its decode phase is the window
+        "flexgen-run": Workload(
+            [PY, str(REPO / "examples" / "flexgen_run.py"), *flexgen, "--gen-len", "32"],
             key="decode_tok_s",
             unit="tokens/s",
         ),
+        # no GPU needed: tries the harness on the CI VM; not a measured workload
+        "ioctl-loop": Workload([PY, f"{w}/ioctl_loop.py", *s], unit="ioctls/s", block_s=2.0),
     }
 
 
@@ -136,23 +144,107 @@ def run_one(
         out["throughput"] = out["result"].get(wl.key)
     except (OSError, ValueError):
         out["throughput"] = None
-    if probe_set is not None and trace.exists():
-        try:
-            m = _meta(str(trace))
-        except Exception as e:  # a broken trace is a result too
-            out["trace_error"] = str(e)
-        else:
-            span = (m.get("end_mono_ns", 0) - m.get("start_mono_ns", 0)) / 1e9
-            out.update(
-                events=m.get("events_written"),
-                events_per_s=(m.get("events_written") or 0) / span if span > 0 else None,
-                counts=m.get("counts"),
-                drops=sum((m.get("drops") or {}).values()) + (m.get("lost") or 0),
-                cost=m.get("cost"),
-            )
-        for p in tmp.glob("run.iot*"):
-            p.unlink()
+    if probe_set is not None:
+        out.update(_traced(trace))
     return out
+
+
+def _traced(trace: Path) -> dict:
+    """What a traced run's trace says: events, drops, the probes attached, its cost."""
+    out: dict = {}
+    if not trace.exists():
+        return {"trace_error": "no trace written"}
+    try:
+        m = _meta(str(trace))
+    except Exception as e:  # a broken trace is a result too
+        out["trace_error"] = str(e)
+    else:
+        lo, hi = m.get("start_mono_ns") or 0, m.get("end_mono_ns") or 0
+        span = (hi - lo) / 1e9
+        c = m.get("cost") or {}
+        cpu = c.get("recorder_cpu_running")
+        out.update(
+            start_mono_ns=lo,
+            end_mono_ns=hi,
+            span_s=span,
+            events=m.get("events_written"),
+            events_per_s=(m.get("events_written") or 0) / span if span > 0 else None,
+            counts=m.get("counts"),
+            drops=sum((m.get("drops") or {}).values()) + (m.get("lost") or 0),
+            attached=sorted(p["name"] for p in m.get("probes", []) if p.get("status") == "attach"),
+            cost=c,
+            # share of one CPU the recorder took while recording
+            recorder_cpu_share=(cpu["user_s"] + cpu["sys_s"]) / span if cpu and span > 0 else None,
+        )
+    for p in trace.parent.glob(trace.name + "*"):
+        p.unlink()
+    return out
+
+
+def attach_matrix(
+    name: str, wl: Workload, sets: list[str], a: argparse.Namespace, doc: dict, save
+) -> None:
+    """One workload in attach mode (recorder_cost/attach.py): a pair per set and round."""
+    tmp = Path(tempfile.mkdtemp(prefix="recorder-cost-"))
+    log, trace = tmp / "steps.log", tmp / "run.iot"
+    limit = {k: int(v) for k, v in (x.split("=") for x in a.pairs_for)}
+    block_s = a.block or wl.block_s
+    argv = [*wl.argv, *wl.serve]
+    t_start = time.monotonic()
+    proc = attach.start(argv, log, a.timeout)
+    doc["workloads"][name]["ready_s"] = time.monotonic() - t_start
+    try:
+        for rnd in range(a.warmup + a.pairs):
+            active = [s for s in sets if rnd < a.warmup + limit.get(s, a.pairs)]
+            for ps in active if rnd % 2 == 0 else reversed(active):
+                pair = []
+                for traced in (False, True) if rnd % 2 == 0 else (True, False):
+                    r: dict = {"workload": name, "round": rnd, "warmup": rnd < a.warmup}
+                    if traced:
+                        rec = shlex.split(a.base_recorder if ps.startswith("base:") else a.recorder)
+                        cmd = [*rec, "record", "-p", str(proc.pid), "-o", str(trace)]
+                        cmd += ["-d", str(block_s), *SETS[ps.removeprefix("base:")]]
+                        t0 = time.monotonic()
+                        rc, teardown = attach.record(cmd, a.timeout)
+                        r.update(set=ps, rc=rc, wall_s=time.monotonic() - t0, teardown_s=teardown)
+                        r.update(_traced(trace))
+                        lo, hi = r.get("start_mono_ns") or 0, r.get("end_mono_ns") or 0
+                    else:
+                        time.sleep(0.3)  # the last block's tear-down settles
+                        lo = time.monotonic_ns()
+                        time.sleep(block_s)
+                        hi = time.monotonic_ns()
+                        r.update(set="untraced", rc=0, wall_s=(hi - lo) / 1e9, **{"for": ps})
+                    r.update(lo_ns=lo, hi_ns=hi)
+                    pair.append(r)
+                _settle(log, max(r["hi_ns"] for r in pair), proc)
+                steps = attach.read_steps(log)
+                for r in pair:
+                    b = attach.block(steps, r["lo_ns"], r["hi_ns"])
+                    r.update(throughput=b.rate, steps=b.steps, block_s=b.seconds)
+                    doc["runs"].append(r)
+                    print(
+                        f"harness: {name} round {rnd} {r['set']}: {b.rate} ({b.steps} steps"
+                        + (f", {r.get('events')} events" if r["set"] != "untraced" else "")
+                        + ")",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                save()
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited ({proc.returncode}) during the matrix")
+    finally:
+        attach.stop(proc)
+
+
+def _settle(log: Path, hi_ns: int, proc, timeout: float = 30.0) -> None:
+    """Wait until the workload has logged a step ending after hi_ns (its steps are buffered)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        steps = attach.read_steps(log)
+        if steps and steps[-1][1] >= hi_ns:
+            return
+        time.sleep(0.1)
 
 
 def summarize(runs: list[dict]) -> list[dict]:
@@ -168,7 +260,10 @@ def summarize(runs: list[dict]) -> list[dict]:
                 (
                     x
                     for x in runs
-                    if x["workload"] == wl and x["set"] == "untraced" and x["round"] == r["round"]
+                    if x["workload"] == wl
+                    and x["set"] == "untraced"
+                    and x["round"] == r["round"]
+                    and x.get("for", ps) == ps  # attach mode: each set its own block
                 ),
                 None,
             )
@@ -203,6 +298,9 @@ def summarize(runs: list[dict]) -> list[dict]:
                 ),
                 "startup_s": med(c.get("startup_s") for c in costs),
                 "drops_max": max((t.get("drops") or 0) for _, t in pairs),
+                "recorder_cpu_share": med(t.get("recorder_cpu_share") for _, t in pairs),
+                # the workload's own spread: untraced blocks' (max - min) / median
+                "untraced_spread": (max(untraced) - min(untraced)) / statistics.median(untraced),
             }
         )
     return rows
@@ -215,11 +313,14 @@ def _relative(argv: list[str]) -> list[str]:
 
 
 def machine() -> dict:
-    gpu = subprocess.run(
-        ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    try:
+        gpu = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        gpu = None
     return {
         "hostname": socket.gethostname(),
         "kernel": platform.release(),
@@ -256,6 +357,13 @@ def table(doc: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", default="memcpy-4k,input-pipeline,offload-decode,flexgen")
+    ap.add_argument(
+        "--mode",
+        choices=("attach", "process"),
+        default="attach",
+        help="pairs of blocks within one workload process (record -p), or of whole runs",
+    )
+    ap.add_argument("--block", type=float, help="attach mode: seconds per block (per workload)")
     ap.add_argument("--sets", default="default,kernel", help=f"comma list of {', '.join(SETS)}")
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1, help="rounds discarded first")
@@ -291,18 +399,40 @@ def main(argv: list[str] | None = None) -> int:
             ["python3", "-m", "iommu_trace.recorder_cost.harness", *(argv or sys.argv[1:])]
         ),
         "machine": machine(),
+        "mode": a.mode,
         "pairs": a.pairs,
         "warmup_rounds": a.warmup,
         "workloads": {
-            n: {"argv": _relative(catalog[n].argv), "unit": catalog[n].unit} for n in names
+            n: {
+                "argv": _relative(
+                    [*catalog[n].argv, *(catalog[n].serve if a.mode == "attach" else ())]
+                ),
+                "unit": catalog[n].unit,
+                **({"block_s": a.block or catalog[n].block_s} if a.mode == "attach" else {}),
+            }
+            for n in names
         },
         "sets": {s: SETS[s.removeprefix("base:")] for s in sets},
         "runs": [],
         "summary": [],
     }
+
+    def save() -> None:
+        if a.out:
+            doc["summary"] = summarize(doc["runs"])
+            Path(a.out).write_text(json.dumps(doc, indent=1))
+
     tmp = Path(tempfile.mkdtemp(prefix="recorder-cost-"))
     for name in names:
         wl = catalog[name]
+        if a.mode == "attach":
+            try:
+                attach_matrix(name, wl, sets, a, doc, save)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                doc["workloads"][name]["error"] = str(e)
+                print(f"harness: {name}: {e}", file=sys.stderr, flush=True)
+            save()
+            continue
         for rnd in range(a.warmup + a.pairs):
             active = [s for s in sets if rnd < a.warmup + limit.get(s, a.pairs)]
             order = [None, *active] if rnd % 2 == 0 else [*reversed(active), None]
@@ -317,12 +447,9 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-                if a.out:
-                    doc["summary"] = summarize(doc["runs"])
-                    Path(a.out).write_text(json.dumps(doc, indent=1))
+                save()
     doc["summary"] = summarize(doc["runs"])
-    if a.out:
-        Path(a.out).write_text(json.dumps(doc, indent=1))
+    save()
     print(table(doc))
     return 0
 

@@ -145,10 +145,18 @@ def test_perf_buffer_gives_the_same_counts(known_calls, tmp_path):
     assert (t.events.probe == "iot_work").sum() == 40
 
 
-def test_follow_pid(known_calls, tmp_path):
-    # calls every 10 ms for longer than a loaded machine's recorder start-up; killed below
-    target = subprocess.Popen([known_calls, "1", "0", "sleep:60"])
+def test_follow_pid_and_the_children_it_had_already(known_calls, tmp_path):
+    # a shell whose child calls every 10 ms for longer than a loaded machine's recorder
+    # start-up: the child was forked before `record -p` attached (DataLoader's workers)
+    target = subprocess.Popen(["sh", "-c", f"{known_calls} 1 0 sleep:60; true"])
     try:
+        deadline = time.monotonic() + 10
+        kids: list[int] = []
+        while not kids and time.monotonic() < deadline:
+            time.sleep(0.05)
+            kids = [int(x) for x in Path(f"/proc/{target.pid}/task/{target.pid}/children")
+                    .read_text().split()]  # fmt: skip
+        assert kids, "the shell forked no child"
         out = tmp_path / "pid.iot"
         proc = cli(
             "record",
@@ -162,12 +170,21 @@ def test_follow_pid(known_calls, tmp_path):
             f"{known_calls}:iot_work",
         )
         assert proc.returncode == 0, proc.stderr
-        ev = load(str(out)).events
-        work = ev[ev.probe == "iot_work"]
+        assert "and its 1 running descendants" in proc.stderr
+        t = load(str(out))
+        work = t.events[t.events.probe == "iot_work"]
         assert len(work) > 10  # one call every 10 ms
-        assert set(work["pid"]) == {target.pid}
+        assert set(work["pid"]) == set(kids)
+        c = t.meta["cost"]  # what `info` says the recording cost, measured for -p too
+        assert c["startup_s"] > 0 and c["recorder_cpu_running"] is not None
+        assert set(c["workload_cpu"]) == {"user_s", "sys_s"}  # the shell's own: it waits
     finally:
         target.kill()
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         target.wait()
 
 

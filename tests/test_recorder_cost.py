@@ -70,6 +70,33 @@ def test_summary_pairs_each_traced_run_with_its_rounds_untraced_run_and_drops_wa
     assert "| w | default | 3 | 200 " in harness.table({"summary": [row], "workloads": {}})
 
 
+def test_attach_mode_pairs_each_set_with_its_own_untraced_block():
+    runs = [
+        *[_run("w", "untraced", r, 100.0, **{"for": "default"}) for r in (0, 1, 2)],
+        *[_run("w", "untraced", r, 200.0, **{"for": "kernel"}) for r in (0, 1, 2)],
+        *[_run("w", "default", r, 90.0) for r in (0, 1, 2)],
+        *[_run("w", "kernel", r, 200.0) for r in (0, 1, 2)],
+    ]
+    rows = {r["set"]: r for r in harness.summarize(runs)}
+    assert rows["default"]["untraced"] == [100.0] * 3
+    assert rows["default"]["slowdown"] == pytest.approx(100 / 90 - 1)
+    assert rows["kernel"]["untraced"] == [200.0] * 3 and rows["kernel"]["slowdown"] == 0
+
+
+def test_a_block_counts_only_the_steps_wholly_inside_it(tmp_path):
+    from iommu_trace.recorder_cost import attach
+
+    log = tmp_path / "steps.log"
+    # `ready`, then ten 100 ms steps of 5 units, back to back from t = 1 s
+    lines = ["ready 42"] + [f"{(10 + i) * 10**8} {(11 + i) * 10**8} 5" for i in range(10)]
+    log.write_text("\n".join(lines) + "\n")
+    steps = attach.read_steps(log)
+    assert len(steps) == 10
+    b = attach.block(steps, int(1.25e9), int(1.85e9))  # steps 1.3-1.8 s: five whole ones
+    assert (b.steps, b.seconds) == (5, pytest.approx(0.5)) and b.rate == pytest.approx(50.0)
+    assert attach.block(steps, int(1.05e9), int(1.35e9)).rate is None  # 2 steps: too few
+
+
 def test_record_warns_when_per_copy_probes_are_on():
     """The catalog's opt-in copy probes, and only those, make `record` warn with the cost."""
     from iommu_trace.probes import catalog

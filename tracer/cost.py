@@ -29,6 +29,18 @@ def process_start_s(pid: int | str = "self") -> float | None:
         return None
 
 
+def process_cpu(pid: int) -> dict[str, float] | None:
+    """A running process's own CPU seconds, all its threads (/proc/PID/stat fields 14-15);
+    None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return {"user_s": int(rest[11]) / tick, "sys_s": int(rest[12]) / tick}
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def self_cpu() -> dict[str, float]:
     """The recorder's own CPU seconds (all its threads), not its children's."""
     ru = resource.getrusage(resource.RUSAGE_SELF)

@@ -84,3 +84,28 @@ def exec_error(child: Child) -> str | None:
     data = os.read(child._err, 4096)
     os.close(child._err)
     return data.decode(errors="replace") or None
+
+
+def descendants(pid: int, proc: str = "/proc") -> list[int]:
+    """The running descendants of pid (children, theirs, ...), from each process's ppid.
+
+    `record -p` follows the children a process forks after it attached; these are the
+    ones it had forked before (DataLoader's persistent workers, say)."""
+    parent: dict[int, int] = {}
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{name}/stat") as f:
+                parent[int(name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    kids: dict[int, list[int]] = {}
+    for child, ppid in parent.items():
+        kids.setdefault(ppid, []).append(child)
+    out, todo = [], list(kids.get(pid, []))
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return sorted(out)

@@ -250,6 +250,7 @@ class Recorder:
         self._released_at: float | None = None
         self._child_cpu: dict | None = None
         self._cpu_at_release: dict[str, float] | None = None
+        self._followed_cpu_at: dict[str, float] | None = None  # record -p: the process's CPU
         self._sym: Symbolizer | None = None
         self._callback_s = 0.0  # time reading events from the buffer and resolving their stacks
         self._flush_s = 0.0  # time decoding and journaling them
@@ -339,9 +340,22 @@ class Recorder:
             enable=self.o.enable,
             disable=self.o.disable,
             extra=extra,
-            command=self.o.command,
+            command=self.o.command or self._followed_exe(),
             raw=self.o.raw_tracepoints,
         )
+
+    def _followed_exe(self) -> list[str] | None:
+        """record -p: the process's executable, whose Python packages may hold CUDA libraries."""
+        if self.o.pid is None:
+            return None
+        try:  # argv[0] first: a venv's bin/python, where exe is the interpreter it links to
+            with open(f"/proc/{self.o.pid}/cmdline", "rb") as f:
+                argv0 = f.read().split(b"\0")[0].decode()
+            if os.path.isabs(argv0) and os.path.exists(argv0):
+                return [argv0]
+            return [os.readlink(f"/proc/{self.o.pid}/exe")]
+        except (OSError, UnicodeDecodeError):
+            return None
 
     # ------------------------------------------------------------ run
     def run(self) -> int:
@@ -666,8 +680,17 @@ class Recorder:
                     self.log(f"could not start {self.o.command[0]}: {err}")
                     return 127
             elif self.o.pid is not None:
-                b["followed"][ct.c_uint32(self.o.pid)] = ct.c_uint8(1)
-                self.log(f"following pid {self.o.pid} and its children")
+                kids = launch.descendants(self.o.pid)
+                for pid in [self.o.pid, *kids]:
+                    b["followed"][ct.c_uint32(pid)] = ct.c_uint8(1)
+                self._released_at = cost.boottime_s()
+                self._cpu_at_release = cost.self_cpu()
+                self._followed_cpu_at = cost.process_cpu(self.o.pid)
+                self.log(
+                    f"following pid {self.o.pid}"
+                    + (f" and its {len(kids)} running descendants" if kids else "")
+                    + " and the children it forks"
+                )
             return self._wait(poll, writer, child)
         finally:
             for s, h in old.items():
@@ -760,6 +783,11 @@ class Recorder:
                     return os.waitstatus_to_exitcode(status)
             elif self.o.pid is not None and not os.path.exists(f"/proc/{self.o.pid}"):
                 return None
+            if self.o.pid is not None:  # its CPU while followed; gone with the process
+                self._child_cpu = (
+                    cost.since(cost.process_cpu(self.o.pid) or {}, self._followed_cpu_at)
+                    or self._child_cpu
+                )
             if deadline and time.monotonic() >= deadline and self._stop_signal is None:
                 self._stop_signal = signal.SIGINT if child else 0
                 if not child:

@@ -63,8 +63,7 @@ def main() -> None:
         torch.cuda.synchronize()
         return BATCH
 
-    units, secs, _ = timing.run_window(step, a.seconds, a.warmup)
-    timing.report(a.result, "input-pipeline", "samples", units, secs, workers=a.workers)
+    timing.run(a, step, "input-pipeline", "samples", workers=a.workers)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,7 @@ def main() -> None:
             memcpy(h, d, SIZE, d2h)
         return 200
 
-    units, secs, _ = timing.run_window(step, a.seconds, a.warmup)
-    timing.report(a.result, "memcpy-4k", "copies", units, secs, size=SIZE)
+    timing.run(a, step, "memcpy-4k", "copies", size=SIZE)
 
 
 if __name__ == "__main__":

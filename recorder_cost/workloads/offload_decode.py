@@ -51,9 +51,8 @@ def main() -> None:
         torch.cuda.synchronize()
         return a.batch * a.new_tokens
 
-    units, secs, _ = timing.run_window(step, a.seconds, a.warmup)
     params = sum(p.numel() for p in model.parameters())
-    timing.report(a.result, "offload-decode", "tokens", units, secs, params=params)
+    timing.run(a, step, "offload-decode", "tokens", params=params)
 
 
 if __name__ == "__main__":

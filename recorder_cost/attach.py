@@ -1,0 +1,111 @@
+"""The harness's attach mode: one workload process, recorded in some blocks of time and not others.
+
+Whole runs of a GPU workload differ by ±5% from one process to the next on the
+GPU machine (recorder_cost/results/h200-2026-12-01.json: 119 500-131 700
+copies/s untraced), which buries a 1% cost under any affordable number of runs.
+Within one process the steps are steadier, so attach mode starts the workload
+once with `--serve LOG` (recorder_cost/workloads/timing.py) and then, per pair,
+leaves it alone for a block of time and records it for one with `iommu-trace
+record -p PID -d SECONDS` (the same probes, program and consumer as `record --
+COMMAND`; existing descendants are followed too). Only the steps wholly inside
+a block count: the untraced block's, and the traced block's between the trace's
+start_mono_ns (all probes attached) and end_mono_ns. The recorder's start-up and
+its tear-down (until the process holding the probes, tracer/detach.py, is gone)
+belong to neither.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MIN_STEPS = 3  # a block with fewer whole steps says too little
+
+
+@dataclass(frozen=True)
+class Block:
+    rate: float | None  # units per second over the block's whole steps
+    steps: int
+    seconds: float  # first step's start to last step's end
+
+
+def read_steps(log: Path) -> list[tuple[int, int, int]]:
+    """(t0_ns, t1_ns, units) per step, from a --serve log (its `ready` line skipped)."""
+    out = []
+    for line in log.read_text().splitlines():
+        f = line.split()
+        if len(f) == 3 and f[0].isdigit():
+            out.append((int(f[0]), int(f[1]), int(f[2])))
+    return out
+
+
+def block(steps: list[tuple[int, int, int]], lo_ns: int, hi_ns: int) -> Block:
+    """The throughput of the steps that began at or after lo_ns and ended by hi_ns."""
+    inside = [s for s in steps if s[0] >= lo_ns and s[1] <= hi_ns]
+    if len(inside) < MIN_STEPS:
+        return Block(None, len(inside), 0.0)
+    span = (inside[-1][1] - inside[0][0]) / 1e9
+    units = sum(s[2] for s in inside)
+    return Block(units / span if span > 0 else None, len(inside), span)
+
+
+def start(argv: list[str], log: Path, timeout: float) -> subprocess.Popen:
+    """The workload with --serve LOG, once it has warmed up (its `ready` line)."""
+    log.unlink(missing_ok=True)
+    p = subprocess.Popen([*argv, "--serve", str(log)], stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_text().startswith("ready"):
+            return p
+        if p.poll() is not None:
+            raise RuntimeError(f"the workload exited ({p.returncode}) before it was ready")
+        time.sleep(0.1)
+    p.kill()
+    raise RuntimeError(f"the workload was not ready within {timeout:.0f} s")
+
+
+def stop(p: subprocess.Popen) -> None:
+    p.terminate()
+    try:
+        p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def _holders() -> set[int]:
+    """Processes holding a finished recording's probes (tracer/detach.py: `sh -c read _`)."""
+    out = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if f.read() == b"sh\0-c\0read _\0":
+                        out.add(int(name))
+            except OSError:
+                pass
+    return out
+
+
+def record(cmd: list[str], timeout: float) -> tuple[int, float]:
+    """Run one `record -p` (cmd) and wait until its probes are down: (rc, tear-down s)."""
+    before = _holders()
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+    t = time.monotonic()
+    mine = _holders() - before
+    while mine and time.monotonic() - t < 60:
+        time.sleep(0.05)
+        mine = {h for h in mine if _alive(h)}
+    return p.returncode, time.monotonic() - t
+
+
+def _alive(pid: int) -> bool:
+    """Still running: a zombie has closed its files (the probes are down)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
