@@ -30,6 +30,7 @@ class Block:
     rate: float | None  # units per second over the block's whole steps
     steps: int
     seconds: float  # first step's start to last step's end
+    median_step_rate: float | None = None  # units / median step time: robust to stalls
 
 
 def read_steps(log: Path) -> list[tuple[int, int, int]]:
@@ -49,7 +50,9 @@ def block(steps: list[tuple[int, int, int]], lo_ns: int, hi_ns: int) -> Block:
         return Block(None, len(inside), 0.0)
     span = (inside[-1][1] - inside[0][0]) / 1e9
     units = sum(s[2] for s in inside)
-    return Block(units / span if span > 0 else None, len(inside), span)
+    per_step = sorted((s[2] / (s[1] - s[0]) * 1e9) for s in inside if s[1] > s[0])
+    med = per_step[len(per_step) // 2] if per_step else None
+    return Block(units / span if span > 0 else None, len(inside), span, med)
 
 
 def start(argv: list[str], log: Path, timeout: float) -> subprocess.Popen:
@@ -90,16 +93,35 @@ def _holders() -> set[int]:
     return out
 
 
-def record(cmd: list[str], timeout: float) -> tuple[int, float]:
-    """Run one `record -p` (cmd) and wait until its probes are down: (rc, tear-down s)."""
+def record(cmd: list[str], timeout: float) -> dict:
+    """Run one `record -p` (cmd) and wait until its probes are down; when each happened.
+
+    Returns rc, and CLOCK_MONOTONIC ns of the launch, the recorder's exit and the end
+    of its tear-down (the holder processes it left, if any, gone), and their count."""
     before = _holders()
-    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
-    t = time.monotonic()
-    mine = _holders() - before
-    while mine and time.monotonic() - t < 60:
+    launched = time.monotonic_ns()
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    mine: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while p.poll() is None:  # the holder appears just before the recorder exits
+        if time.monotonic() > deadline:
+            p.kill()
+        mine |= _holders() - before
         time.sleep(0.05)
+    exited = time.monotonic_ns()
+    mine |= _holders() - before
+    holders = len(mine)
+    t = time.monotonic()
+    while mine and time.monotonic() - t < 60:
         mine = {h for h in mine if _alive(h)}
-    return p.returncode, time.monotonic() - t
+        time.sleep(0.02)
+    return {
+        "rc": p.returncode,
+        "launched_ns": launched,
+        "exited_ns": exited,
+        "down_ns": time.monotonic_ns(),
+        "holders": holders,
+    }
 
 
 def _alive(pid: int) -> bool:

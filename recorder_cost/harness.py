@@ -32,6 +32,7 @@ import os
 import platform
 import resource
 import shlex
+import shutil
 import socket
 import statistics
 import subprocess
@@ -173,6 +174,7 @@ def _traced(trace: Path) -> dict:
             drops=sum((m.get("drops") or {}).values()) + (m.get("lost") or 0),
             attached=sorted(p["name"] for p in m.get("probes", []) if p.get("status") == "attach"),
             cost=c,
+            detach=m.get("detach"),
             # share of one CPU the recorder took while recording
             recorder_cpu_share=(cpu["user_s"] + cpu["sys_s"]) / span if cpu and span > 0 else None,
         )
@@ -204,13 +206,17 @@ def attach_matrix(
                         rec = shlex.split(a.base_recorder if ps.startswith("base:") else a.recorder)
                         cmd = [*rec, "record", "-p", str(proc.pid), "-o", str(trace)]
                         cmd += ["-d", str(block_s), *SETS[ps.removeprefix("base:")]]
-                        t0 = time.monotonic()
-                        rc, teardown = attach.record(cmd, a.timeout)
-                        r.update(set=ps, rc=rc, wall_s=time.monotonic() - t0, teardown_s=teardown)
+                        cmd[cmd.index("-d") + 1] = str(block_s + a.settle)
+                        times = attach.record(cmd, a.timeout)
+                        r.update(set=ps, **times)
+                        r["wall_s"] = (times["exited_ns"] - times["launched_ns"]) / 1e9
+                        r["teardown_s"] = (times["down_ns"] - times["exited_ns"]) / 1e9
                         r.update(_traced(trace))
-                        lo, hi = r.get("start_mono_ns") or 0, r.get("end_mono_ns") or 0
+                        # the first settle s after attaching are the recorder's start-up's
+                        lo = (r.get("start_mono_ns") or 0) + int(a.settle * 1e9)
+                        hi = r.get("end_mono_ns") or 0
                     else:
-                        time.sleep(0.3)  # the last block's tear-down settles
+                        time.sleep(a.settle)  # the last block's tear-down settles
                         lo = time.monotonic_ns()
                         time.sleep(block_s)
                         hi = time.monotonic_ns()
@@ -221,7 +227,12 @@ def attach_matrix(
                 steps = attach.read_steps(log)
                 for r in pair:
                     b = attach.block(steps, r["lo_ns"], r["hi_ns"])
-                    r.update(throughput=b.rate, steps=b.steps, block_s=b.seconds)
+                    r.update(
+                        throughput=b.rate,
+                        steps=b.steps,
+                        block_s=b.seconds,
+                        median_step_rate=b.median_step_rate,
+                    )
                     doc["runs"].append(r)
                     print(
                         f"harness: {name} round {rnd} {r['set']}: {b.rate} ({b.steps} steps"
@@ -235,6 +246,9 @@ def attach_matrix(
                     raise RuntimeError(f"{name} exited ({proc.returncode}) during the matrix")
     finally:
         attach.stop(proc)
+        if a.keep_steps:  # the raw steps, for another look at the blocks
+            Path(a.keep_steps).mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, Path(a.keep_steps) / f"{name}.steps")
 
 
 def _settle(log: Path, hi_ns: int, proc, timeout: float = 30.0) -> None:
@@ -364,6 +378,13 @@ def main(argv: list[str] | None = None) -> int:
         help="pairs of blocks within one workload process (record -p), or of whole runs",
     )
     ap.add_argument("--block", type=float, help="attach mode: seconds per block (per workload)")
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="attach mode: seconds left out after the probes are attached or taken down",
+    )
+    ap.add_argument("--keep-steps", metavar="DIR", help="attach mode: copy each step log here")
     ap.add_argument("--sets", default="default,kernel", help=f"comma list of {', '.join(SETS)}")
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1, help="rounds discarded first")
@@ -400,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "machine": machine(),
         "mode": a.mode,
+        "settle_s": a.settle if a.mode == "attach" else None,
         "pairs": a.pairs,
         "warmup_rounds": a.warmup,
         "workloads": {
