@@ -320,6 +320,41 @@ def summarize(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def null_rows(runs: list[dict]) -> list[dict]:
+    """The instrument's own resolution: untraced block against untraced block (A/A).
+
+    In attach mode each round has an untraced block per probe set; the first two sets'
+    blocks of a round form a pair with no recorder in either, whose "slowdown" is the
+    noise the real pairs carry too."""
+    rows = []
+    for wl in sorted({r["workload"] for r in runs}):
+        by_round: dict[int, dict[str, float]] = {}
+        for r in runs:
+            if r["workload"] == wl and r["set"] == "untraced" and "for" in r and not r["warmup"]:
+                if r.get("throughput"):
+                    by_round.setdefault(r["round"], {})[r["for"]] = r["throughput"]
+        pairs = [sorted(v.items()) for v in by_round.values() if len(v) >= 2]
+        if len(pairs) < 2:
+            continue
+        a = [p[0][1] for p in pairs]
+        b = [p[1][1] for p in pairs]
+        sd = slowdown(a, b)
+        rows.append(
+            {
+                "workload": wl,
+                "set": f"A/A: untraced ({pairs[0][0][0]}) vs untraced ({pairs[0][1][0]})",
+                "untraced": a,
+                "traced": b,
+                "slowdown": sd.median,
+                "ci95": [sd.low, sd.high],
+                "events_per_s": None,
+                "recorder_cpu_s": None,
+                "startup_s": None,
+            }
+        )
+    return rows
+
+
 def _relative(argv: list[str]) -> list[str]:
     """Paths inside the checkout as the repository names them."""
     root = f"{REPO}{os.sep}"
@@ -400,10 +435,18 @@ def main(argv: list[str] | None = None) -> int:
         help="fewer pairs for one probe set (its runs stop after N rounds)",
     )
     ap.add_argument("--out", help="JSON results (rewritten after every run)")
-    ap.add_argument("--table", metavar="JSON", help="print the Markdown table of a results file")
+    ap.add_argument(
+        "--table", metavar="JSON", nargs="+", help="print the Markdown table of results files"
+    )
     a = ap.parse_args(argv)
-    if a.table:
-        print(table(json.loads(Path(a.table).read_text())))
+    if a.table:  # several files: one table, each workload and set from the file holding it
+        docs = [json.loads(Path(f).read_text()) for f in a.table]
+        merged = {
+            "workloads": {k: v for d in docs for k, v in d.get("workloads", {}).items()},
+            "summary": [r for d in docs for r in d["summary"]],
+        }
+        merged["summary"] += [r for d in docs for r in null_rows(d["runs"])]
+        print(table(merged))
         return 0
     catalog = workloads(a.seconds)
     names = a.workloads.split(",")

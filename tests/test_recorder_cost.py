@@ -83,6 +83,17 @@ def test_attach_mode_pairs_each_set_with_its_own_untraced_block():
     assert rows["kernel"]["untraced"] == [200.0] * 3 and rows["kernel"]["slowdown"] == 0
 
 
+def test_the_a_a_row_pairs_two_untraced_blocks_of_a_round():
+    runs = [
+        *[_run("w", "untraced", r, 100.0, **{"for": "default"}) for r in (0, 1, 2, 3)],
+        *[_run("w", "untraced", r, 80.0, **{"for": "kernel"}) for r in (1, 2, 3)],
+        _run("w", "untraced", 0, 1.0, warmup=True, **{"for": "kernel"}),
+    ]
+    (row,) = harness.null_rows(runs)
+    assert row["untraced"] == [100.0] * 3  # the warm-up round and the unpaired one left out
+    assert row["slowdown"] == pytest.approx(0.25) and "A/A" in row["set"]
+
+
 def test_a_block_counts_only_the_steps_wholly_inside_it(tmp_path):
     from iommu_trace.recorder_cost import attach
 
