@@ -251,6 +251,87 @@ def attach_matrix(
             shutil.copy(log, Path(a.keep_steps) / f"{name}.steps")
 
 
+def twin_matrix(
+    name: str, wl: Workload, sets: list[str], a: argparse.Namespace, doc: dict, save
+) -> None:
+    """Two copies of the workload at once; each pair traces one copy, then the other.
+
+    The machine's drift (docs/benchmarks.md: ±8% over seconds) slows both copies
+    alike, so the untraced copy's rate in the same window is the reference: a
+    block's ratio untraced/traced cancels it. Tracing A then B, the geometric mean
+    of the two blocks' ratios cancels a standing difference between the copies
+    too. Stored like attach mode's pairs: "untraced" the geometric mean of the
+    untraced copy's two rates, the traced run the traced copy's."""
+    tmp = Path(tempfile.mkdtemp(prefix="recorder-cost-"))
+    logs = [tmp / "a.steps", tmp / "b.steps"]
+    trace = tmp / "run.iot"
+    limit = {k: int(v) for k, v in (x.split("=") for x in a.pairs_for)}
+    block_s = a.block or wl.block_s
+    argv = [*wl.argv, *wl.serve]
+    t_start = time.monotonic()
+    procs = [attach.start(argv, log, a.timeout) for log in logs]
+    doc["workloads"][name]["ready_s"] = time.monotonic() - t_start
+    try:
+        for rnd in range(a.warmup + a.pairs):
+            active = [s for s in sets if rnd < a.warmup + limit.get(s, a.pairs)]
+            for ps in active if rnd % 2 == 0 else reversed(active):
+                blocks = []
+                for which in (0, 1) if rnd % 2 == 0 else (1, 0):
+                    time.sleep(a.settle)  # the last tear-down settles
+                    rec = shlex.split(a.base_recorder if ps.startswith("base:") else a.recorder)
+                    cmd = [*rec, "record", "-p", str(procs[which].pid), "-o", str(trace)]
+                    cmd += ["-d", str(block_s + a.settle), *SETS[ps.removeprefix("base:")]]
+                    r: dict = {"traced_copy": "ab"[which], **attach.record(cmd, a.timeout)}
+                    r.update(_traced(trace))
+                    r.update(
+                        lo_ns=(r.get("start_mono_ns") or 0) + int(a.settle * 1e9),
+                        hi_ns=r.get("end_mono_ns") or 0,
+                    )
+                    blocks.append((which, r))
+                for log, p in zip(logs, procs, strict=True):
+                    _settle(log, max(r["hi_ns"] for _, r in blocks), p)
+                steps = [attach.read_steps(log) for log in logs]
+                traced, untraced = [], []
+                for which, r in blocks:
+                    t = attach.block(steps[which], r["lo_ns"], r["hi_ns"])
+                    u = attach.block(steps[1 - which], r["lo_ns"], r["hi_ns"])
+                    r.update(traced_rate=t.rate, untraced_rate=u.rate, steps=t.steps)
+                    traced.append(t.rate)
+                    untraced.append(u.rate)
+                ok = all(traced) and all(untraced)
+                base = {"workload": name, "round": rnd, "warmup": rnd < a.warmup}
+                gm = _geomean if ok else (lambda _xs: None)
+                doc["runs"].append(
+                    {**base, "set": "untraced", "for": ps, "throughput": gm(untraced)}
+                )
+                # the traced run: the costs as attach mode keeps them, the first block's
+                first = blocks[0][1]
+                doc["runs"].append(
+                    {**first, **base, "set": ps, "throughput": gm(traced),
+                     "blocks": [r for _, r in blocks]}
+                )  # fmt: skip
+                print(
+                    f"harness: {name} round {rnd} {ps}: untraced {gm(untraced)} "
+                    f"traced {gm(traced)} ({first.get('events')} events)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                save()
+                if any(p.poll() is not None for p in procs):
+                    raise RuntimeError(f"a copy of {name} exited during the matrix")
+    finally:
+        for p in procs:
+            attach.stop(p)
+        if a.keep_steps:
+            Path(a.keep_steps).mkdir(parents=True, exist_ok=True)
+            for log in logs:
+                shutil.copy(log, Path(a.keep_steps) / f"{name}.{log.stem}.steps")
+
+
+def _geomean(xs: list) -> float:
+    return float(xs[0] * xs[1]) ** 0.5
+
+
 def _settle(log: Path, hi_ns: int, proc, timeout: float = 30.0) -> None:
     """Wait until the workload has logged a step ending after hi_ns (its steps are buffered)."""
     deadline = time.monotonic() + timeout
@@ -408,9 +489,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workloads", default="memcpy-4k,input-pipeline,offload-decode,flexgen")
     ap.add_argument(
         "--mode",
-        choices=("attach", "process"),
+        choices=("attach", "twin", "process"),
         default="attach",
-        help="pairs of blocks within one workload process (record -p), or of whole runs",
+        help="pairs of blocks within one workload process (record -p); two copies at "
+        "once, one traced (twin); or whole runs (process)",
     )
     ap.add_argument("--block", type=float, help="attach mode: seconds per block (per workload)")
     ap.add_argument(
@@ -441,12 +523,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.table:  # several files: one table, each workload and set from the file holding it
         docs = [json.loads(Path(f).read_text()) for f in a.table]
-        merged = {
-            "workloads": {k: v for d in docs for k, v in d.get("workloads", {}).items()},
-            "summary": [r for d in docs for r in d["summary"]],
-        }
-        merged["summary"] += [r for d in docs for r in null_rows(d["runs"])]
-        print(table(merged))
+        rows = [r for d in docs for r in d["summary"]]
+        rows += [r for d in docs for r in null_rows(d["runs"])]
+        units = {k: v for d in docs for k, v in d.get("workloads", {}).items()}
+        print(table({"workloads": units, "summary": rows}))
         return 0
     catalog = workloads(a.seconds)
     names = a.workloads.split(",")
@@ -464,16 +544,16 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "machine": machine(),
         "mode": a.mode,
-        "settle_s": a.settle if a.mode == "attach" else None,
+        "settle_s": a.settle if a.mode != "process" else None,
         "pairs": a.pairs,
         "warmup_rounds": a.warmup,
         "workloads": {
             n: {
                 "argv": _relative(
-                    [*catalog[n].argv, *(catalog[n].serve if a.mode == "attach" else ())]
+                    [*catalog[n].argv, *(catalog[n].serve if a.mode != "process" else ())]
                 ),
                 "unit": catalog[n].unit,
-                **({"block_s": a.block or catalog[n].block_s} if a.mode == "attach" else {}),
+                **({"block_s": a.block or catalog[n].block_s} if a.mode != "process" else {}),
             }
             for n in names
         },
@@ -490,9 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="recorder-cost-"))
     for name in names:
         wl = catalog[name]
-        if a.mode == "attach":
+        if a.mode in ("attach", "twin"):
             try:
-                attach_matrix(name, wl, sets, a, doc, save)
+                (attach_matrix if a.mode == "attach" else twin_matrix)(name, wl, sets, a, doc, save)
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 doc["workloads"][name]["error"] = str(e)
                 print(f"harness: {name}: {e}", file=sys.stderr, flush=True)
