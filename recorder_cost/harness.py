@@ -261,7 +261,12 @@ def twin_matrix(
     block's ratio untraced/traced cancels it. Tracing A then B, the geometric mean
     of the two blocks' ratios cancels a standing difference between the copies
     too. Stored like attach mode's pairs: "untraced" the geometric mean of the
-    untraced copy's two rates, the traced run the traced copy's."""
+    untraced copy's two rates, the traced run the traced copy's.
+
+    Two CUDA processes on one GPU are time-sliced unless MPS is running: a 4 KiB
+    copy loop then runs at ~7 k copies/s instead of ~130 k, and the GPU's slices,
+    not the CPU, set the rate (docs/benchmarks.md). Start MPS first for such
+    workloads."""
     tmp = Path(tempfile.mkdtemp(prefix="recorder-cost-"))
     logs = [tmp / "a.steps", tmp / "b.steps"]
     trace = tmp / "run.iot"
