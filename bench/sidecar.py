@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from ..system.procfs import stat_fields
+
 
 def _cmdline(pid: int) -> list[str]:
     try:
@@ -19,10 +21,10 @@ def _cmdline(pid: int) -> list[str]:
 
 
 def _ppid(pid: int) -> int:
+    rest = stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
+        return int(rest[1]) if rest else 0
+    except (ValueError, IndexError):
         return 0
 
 

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..system.procfs import stat_fields
+
 MIN_STEPS = 3  # a block with fewer whole steps says too little
 
 
@@ -126,8 +128,7 @@ def record(cmd: list[str], timeout: float) -> dict:
 
 def _alive(pid: int) -> bool:
     """Still running: a zombie has closed its files (the probes are down)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
+    rest = stat_fields(pid)
+    if not rest:
         return False
+    return rest[0] not in ("Z", "X")

@@ -11,6 +11,8 @@ import os
 import resource
 import time
 
+from ..system.procfs import stat_fields
+
 _BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
 
 
@@ -20,24 +22,21 @@ def boottime_s() -> float:
 
 def process_start_s(pid: int | str = "self") -> float | None:
     """When the process started, on CLOCK_BOOTTIME (/proc/PID/stat field 22)."""
+    rest = stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            # comm may hold spaces and parentheses: fields are counted after the last ')'
-            rest = f.read().rsplit(")", 1)[1].split()
-        return int(rest[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
+        return int(rest[19]) / os.sysconf("SC_CLK_TCK") if rest else None
+    except (IndexError, ValueError):
         return None
 
 
 def process_cpu(pid: int) -> dict[str, float] | None:
     """A running process's own CPU seconds, all its threads (/proc/PID/stat fields 14-15);
     None once it is gone."""
+    rest = stat_fields(pid)
+    tick = os.sysconf("SC_CLK_TCK")
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-        tick = os.sysconf("SC_CLK_TCK")
-        return {"user_s": int(rest[11]) / tick, "sys_s": int(rest[12]) / tick}
-    except (OSError, IndexError, ValueError):
+        return {"user_s": int(rest[11]) / tick, "sys_s": int(rest[12]) / tick} if rest else None
+    except (IndexError, ValueError):
         return None
 
 

@@ -7,6 +7,8 @@ import pwd
 import shutil
 from dataclasses import dataclass
 
+from ..system.procfs import stat_fields
+
 
 class LaunchError(RuntimeError):
     pass
@@ -95,11 +97,9 @@ def descendants(pid: int, proc: str = "/proc") -> list[int]:
     for name in os.listdir(proc):
         if not name.isdigit():
             continue
-        try:
-            with open(f"{proc}/{name}/stat") as f:
-                parent[int(name)] = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
+        rest = stat_fields(name, proc)
+        if rest and len(rest) > 1 and rest[1].isdigit():  # None: gone meanwhile
+            parent[int(name)] = int(rest[1])
     kids: dict[int, list[int]] = {}
     for child, ppid in parent.items():
         kids.setdefault(ppid, []).append(child)
