@@ -183,72 +183,89 @@ def _traced(trace: Path) -> dict:
     return out
 
 
+def _schedule(a: argparse.Namespace, sets: list[str]):
+    """(round, probe set) in ABBA order, each set for its --pairs-for rounds."""
+    limit = {k: int(v) for k, v in (x.split("=") for x in a.pairs_for)}
+    for rnd in range(a.warmup + a.pairs):
+        active = [s for s in sets if rnd < a.warmup + limit.get(s, a.pairs)]
+        for ps in active if rnd % 2 == 0 else reversed(active):
+            yield rnd, ps
+
+
+def _traced_block(a: argparse.Namespace, ps: str, pid: int, trace: Path, block_s: float) -> dict:
+    """One `record -p PID` block with probe set ps: its times, its trace, its window.
+
+    The window [lo_ns, hi_ns] leaves out the first --settle s after the probes attached,
+    the recorder's start-up's."""
+    rec = shlex.split(a.base_recorder if ps.startswith("base:") else a.recorder)
+    cmd = [*rec, "record", "-p", str(pid), "-o", str(trace)]
+    cmd += ["-d", str(block_s + a.settle), *SETS[ps.removeprefix("base:")]]
+    r = attach.record(cmd, a.timeout)
+    r["wall_s"] = (r["exited_ns"] - r["launched_ns"]) / 1e9
+    r["teardown_s"] = (r["down_ns"] - r["exited_ns"]) / 1e9
+    r.update(_traced(trace))
+    r["lo_ns"] = (r.get("start_mono_ns") or 0) + int(a.settle * 1e9)
+    r["hi_ns"] = r.get("end_mono_ns") or 0
+    return r
+
+
+def _keep_steps(a: argparse.Namespace, logs: dict[Path, str]) -> None:
+    """The raw step logs, for another look at the blocks (--keep-steps DIR)."""
+    if a.keep_steps:
+        Path(a.keep_steps).mkdir(parents=True, exist_ok=True)
+        for log, name in logs.items():
+            shutil.copy(log, Path(a.keep_steps) / name)
+
+
 def attach_matrix(
     name: str, wl: Workload, sets: list[str], a: argparse.Namespace, doc: dict, save
 ) -> None:
     """One workload in attach mode (recorder_cost/attach.py): a pair per set and round."""
     tmp = Path(tempfile.mkdtemp(prefix="recorder-cost-"))
     log, trace = tmp / "steps.log", tmp / "run.iot"
-    limit = {k: int(v) for k, v in (x.split("=") for x in a.pairs_for)}
     block_s = a.block or wl.block_s
-    argv = [*wl.argv, *wl.serve]
     t_start = time.monotonic()
-    proc = attach.start(argv, log, a.timeout)
+    proc = attach.start([*wl.argv, *wl.serve], log, a.timeout)
     doc["workloads"][name]["ready_s"] = time.monotonic() - t_start
     try:
-        for rnd in range(a.warmup + a.pairs):
-            active = [s for s in sets if rnd < a.warmup + limit.get(s, a.pairs)]
-            for ps in active if rnd % 2 == 0 else reversed(active):
-                pair = []
-                for traced in (False, True) if rnd % 2 == 0 else (True, False):
-                    r: dict = {"workload": name, "round": rnd, "warmup": rnd < a.warmup}
-                    if traced:
-                        rec = shlex.split(a.base_recorder if ps.startswith("base:") else a.recorder)
-                        cmd = [*rec, "record", "-p", str(proc.pid), "-o", str(trace)]
-                        cmd += ["-d", str(block_s), *SETS[ps.removeprefix("base:")]]
-                        cmd[cmd.index("-d") + 1] = str(block_s + a.settle)
-                        times = attach.record(cmd, a.timeout)
-                        r.update(set=ps, **times)
-                        r["wall_s"] = (times["exited_ns"] - times["launched_ns"]) / 1e9
-                        r["teardown_s"] = (times["down_ns"] - times["exited_ns"]) / 1e9
-                        r.update(_traced(trace))
-                        # the first settle s after attaching are the recorder's start-up's
-                        lo = (r.get("start_mono_ns") or 0) + int(a.settle * 1e9)
-                        hi = r.get("end_mono_ns") or 0
-                    else:
-                        time.sleep(a.settle)  # the last block's tear-down settles
-                        lo = time.monotonic_ns()
-                        time.sleep(block_s)
-                        hi = time.monotonic_ns()
-                        r.update(set="untraced", rc=0, wall_s=(hi - lo) / 1e9, **{"for": ps})
-                    r.update(lo_ns=lo, hi_ns=hi)
-                    pair.append(r)
-                _settle(log, max(r["hi_ns"] for r in pair), proc)
-                steps = attach.read_steps(log)
-                for r in pair:
-                    b = attach.block(steps, r["lo_ns"], r["hi_ns"])
-                    r.update(
-                        throughput=b.rate,
-                        steps=b.steps,
-                        block_s=b.seconds,
-                        median_step_rate=b.median_step_rate,
-                    )
-                    doc["runs"].append(r)
-                    print(
-                        f"harness: {name} round {rnd} {r['set']}: {b.rate} ({b.steps} steps"
-                        + (f", {r.get('events')} events" if r["set"] != "untraced" else "")
-                        + ")",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                save()
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited ({proc.returncode}) during the matrix")
+        for rnd, ps in _schedule(a, sets):
+            pair = []
+            for traced in (False, True) if rnd % 2 == 0 else (True, False):
+                r: dict = {"workload": name, "round": rnd, "warmup": rnd < a.warmup}
+                if traced:
+                    r.update(_traced_block(a, ps, proc.pid, trace, block_s), set=ps)
+                else:
+                    time.sleep(a.settle)  # the last block's tear-down settles
+                    lo = time.monotonic_ns()
+                    time.sleep(block_s)
+                    hi = time.monotonic_ns()
+                    r.update(set="untraced", rc=0, wall_s=(hi - lo) / 1e9, lo_ns=lo, hi_ns=hi)
+                    r["for"] = ps
+                pair.append(r)
+            _settle(log, max(r["hi_ns"] for r in pair), proc)
+            steps = attach.read_steps(log)
+            for r in pair:
+                b = attach.block(steps, r["lo_ns"], r["hi_ns"])
+                r.update(
+                    throughput=b.rate,
+                    steps=b.steps,
+                    block_s=b.seconds,
+                    median_step_rate=b.median_step_rate,
+                )
+                doc["runs"].append(r)
+                print(
+                    f"harness: {name} round {rnd} {r['set']}: {b.rate} ({b.steps} steps"
+                    + (f", {r.get('events')} events" if r["set"] != "untraced" else "")
+                    + ")",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            save()
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited ({proc.returncode}) during the matrix")
     finally:
         attach.stop(proc)
-        if a.keep_steps:  # the raw steps, for another look at the blocks
-            Path(a.keep_steps).mkdir(parents=True, exist_ok=True)
-            shutil.copy(log, Path(a.keep_steps) / f"{name}.steps")
+        _keep_steps(a, {log: f"{name}.steps"})
 
 
 def twin_matrix(
@@ -270,67 +287,51 @@ def twin_matrix(
     tmp = Path(tempfile.mkdtemp(prefix="recorder-cost-"))
     logs = [tmp / "a.steps", tmp / "b.steps"]
     trace = tmp / "run.iot"
-    limit = {k: int(v) for k, v in (x.split("=") for x in a.pairs_for)}
     block_s = a.block or wl.block_s
-    argv = [*wl.argv, *wl.serve]
     t_start = time.monotonic()
-    procs = [attach.start(argv, log, a.timeout) for log in logs]
+    procs = [attach.start([*wl.argv, *wl.serve], log, a.timeout) for log in logs]
     doc["workloads"][name]["ready_s"] = time.monotonic() - t_start
     try:
-        for rnd in range(a.warmup + a.pairs):
-            active = [s for s in sets if rnd < a.warmup + limit.get(s, a.pairs)]
-            for ps in active if rnd % 2 == 0 else reversed(active):
-                blocks = []
-                for which in (0, 1) if rnd % 2 == 0 else (1, 0):
-                    time.sleep(a.settle)  # the last tear-down settles
-                    rec = shlex.split(a.base_recorder if ps.startswith("base:") else a.recorder)
-                    cmd = [*rec, "record", "-p", str(procs[which].pid), "-o", str(trace)]
-                    cmd += ["-d", str(block_s + a.settle), *SETS[ps.removeprefix("base:")]]
-                    r: dict = {"traced_copy": "ab"[which], **attach.record(cmd, a.timeout)}
-                    r.update(_traced(trace))
-                    r.update(
-                        lo_ns=(r.get("start_mono_ns") or 0) + int(a.settle * 1e9),
-                        hi_ns=r.get("end_mono_ns") or 0,
-                    )
-                    blocks.append((which, r))
-                for log, p in zip(logs, procs, strict=True):
-                    _settle(log, max(r["hi_ns"] for _, r in blocks), p)
-                steps = [attach.read_steps(log) for log in logs]
-                traced, untraced = [], []
-                for which, r in blocks:
-                    t = attach.block(steps[which], r["lo_ns"], r["hi_ns"])
-                    u = attach.block(steps[1 - which], r["lo_ns"], r["hi_ns"])
-                    r.update(traced_rate=t.rate, untraced_rate=u.rate, steps=t.steps)
-                    traced.append(t.rate)
-                    untraced.append(u.rate)
-                ok = all(traced) and all(untraced)
-                base = {"workload": name, "round": rnd, "warmup": rnd < a.warmup}
-                gm = _geomean if ok else (lambda _xs: None)
-                doc["runs"].append(
-                    {**base, "set": "untraced", "for": ps, "throughput": gm(untraced)}
-                )
-                # the traced run: the costs as attach mode keeps them, the first block's
-                first = blocks[0][1]
-                doc["runs"].append(
-                    {**first, **base, "set": ps, "throughput": gm(traced),
-                     "blocks": [r for _, r in blocks]}
-                )  # fmt: skip
-                print(
-                    f"harness: {name} round {rnd} {ps}: untraced {gm(untraced)} "
-                    f"traced {gm(traced)} ({first.get('events')} events)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                save()
-                if any(p.poll() is not None for p in procs):
-                    raise RuntimeError(f"a copy of {name} exited during the matrix")
+        for rnd, ps in _schedule(a, sets):
+            blocks = []
+            for which in (0, 1) if rnd % 2 == 0 else (1, 0):
+                time.sleep(a.settle)  # the last tear-down settles
+                r: dict = {"traced_copy": "ab"[which]}
+                r.update(_traced_block(a, ps, procs[which].pid, trace, block_s))
+                blocks.append((which, r))
+            for log, p in zip(logs, procs, strict=True):
+                _settle(log, max(r["hi_ns"] for _, r in blocks), p)
+            steps = [attach.read_steps(log) for log in logs]
+            traced, untraced = [], []
+            for which, r in blocks:
+                t = attach.block(steps[which], r["lo_ns"], r["hi_ns"])
+                u = attach.block(steps[1 - which], r["lo_ns"], r["hi_ns"])
+                r.update(traced_rate=t.rate, untraced_rate=u.rate, steps=t.steps)
+                traced.append(t.rate)
+                untraced.append(u.rate)
+            ok = all(traced) and all(untraced)
+            base = {"workload": name, "round": rnd, "warmup": rnd < a.warmup}
+            gm = _geomean if ok else (lambda _xs: None)
+            doc["runs"].append({**base, "set": "untraced", "for": ps, "throughput": gm(untraced)})
+            # the traced run: the costs as attach mode keeps them, the first block's
+            first = blocks[0][1]
+            doc["runs"].append(
+                {**first, **base, "set": ps, "throughput": gm(traced),
+                 "blocks": [r for _, r in blocks]}
+            )  # fmt: skip
+            print(
+                f"harness: {name} round {rnd} {ps}: untraced {gm(untraced)} "
+                f"traced {gm(traced)} ({first.get('events')} events)",
+                file=sys.stderr,
+                flush=True,
+            )
+            save()
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"a copy of {name} exited during the matrix")
     finally:
         for p in procs:
             attach.stop(p)
-        if a.keep_steps:
-            Path(a.keep_steps).mkdir(parents=True, exist_ok=True)
-            for log in logs:
-                shutil.copy(log, Path(a.keep_steps) / f"{name}.{log.stem}.steps")
+        _keep_steps(a, {log: f"{name}.{log.stem}.steps" for log in logs})
 
 
 def _geomean(xs: list) -> float:
