@@ -37,6 +37,7 @@ EXAMPLES = (
     "  sudo iommu-trace record -a -d 10 -o idle.iot           # system-wide, 10 s\n"
     "  sudo iommu-trace record -p 4242 -o job.iot             # a running process\n"
     "  sudo iommu-trace record --probe cudaMemcpy --uprobe c:getpid -o r.iot -- ./app\n"
+    "  sudo iommu-trace record --ustack ioctl -o r.iot -- ./app  # who made each ioctl\n"
     "  sudo iommu-trace record --count -a -d 60 -o storm.iot  # counts only: any event rate\n"
     "  iommu-trace report storm.iot                          # per category, device, second\n"
 )
@@ -64,6 +65,14 @@ EXAMPLES = (
     multiple=True,
     metavar="LIB:SYMBOL",
     help="ad-hoc user probe with entry/return, e.g. c:getpid or /path/libx.so:fn",
+)
+@click.option(
+    "--ustack",
+    "user_stacks",
+    multiple=True,
+    metavar="PROBES",
+    help="also take user stacks on these probes or groups (comma list), e.g. ioctl; "
+    "kernel DMA events and CUDA calls take theirs already",
 )
 @click.option(
     "--keep-addresses", is_flag=True, help="store raw physical/DMA addresses (they defeat KASLR)"
@@ -136,6 +145,7 @@ def record(
     enable,
     disable,
     uprobes,
+    user_stacks,
     keep_addresses,
     duration,
     catalog,
@@ -182,6 +192,7 @@ def record(
         enable=_probe_set(enable),
         disable=_probe_set(disable),
         uprobes=list(uprobes),
+        user_stacks=_probe_set(user_stacks),
         keep_addresses=keep_addresses,
         duration=duration,
         catalog=catalog,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -173,6 +173,16 @@ def load(path: str | Path | None = None) -> Catalog:
     if path is not None:
         return parse(Path(path).read_text())
     return parse(resources.files(__package__).joinpath("catalog.toml").read_text())
+
+
+def with_user_stack(probe: Probe, names: set[str]) -> Probe:
+    """The probe, taking a user stack too where names hold its name or group."""
+    return replace(probe, ustack=True) if {probe.name, probe.group} & names else probe
+
+
+def with_user_stacks(catalog: Catalog, names: set[str]) -> Catalog:
+    """record --ustack: the catalog with user stacks on the named probes and groups."""
+    return replace(catalog, probes=tuple(with_user_stack(p, names) for p in catalog.probes))
 
 
 def user_probe(spec: str) -> Probe:

@@ -27,6 +27,7 @@ interrupted matrix keeps what it measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -93,11 +94,17 @@ PER_COPY = ",".join(
     + ["cuMemcpyHtoDAsync", "cuMemcpyDtoHAsync", "cuMemcpyAsync"]
 )
 # Probe sets: `record` flags. "base:SET" runs SET with --base-recorder (before/after).
-SETS = {
+# "none" records nothing: its block is timed like a traced one, so its pairs are the
+# instrument's own resolution (A/A), measured the same way as the real pairs.
+NONE = "none"
+SETS: dict[str, list[str]] = {
+    NONE: [],
     "default": [],
     "kernel": ["--no-probe", "syscall,cuda-driver,cuda-runtime,process"],
     "no-syscall": ["--no-probe", "syscall"],
     "per-copy": ["--probe", PER_COPY],
+    # the default set until 2026-12-04: device allocations probed, ioctl with user stacks
+    "prev-default": ["--probe", "cuMemAlloc,cuMemFree", "--ustack", "ioctl"],
 }
 
 
@@ -196,7 +203,14 @@ def _traced_block(a: argparse.Namespace, ps: str, pid: int, trace: Path, block_s
     """One `record -p PID` block with probe set ps: its times, its trace, its window.
 
     The window [lo_ns, hi_ns] leaves out the first --settle s after the probes attached,
-    the recorder's start-up's."""
+    the recorder's start-up's. The "none" set starts no recorder: the same window,
+    timed here."""
+    if ps == NONE:
+        launched = time.monotonic_ns()
+        time.sleep(a.settle + block_s)
+        end = time.monotonic_ns()
+        return {"rc": 0, "wall_s": (end - launched) / 1e9, "teardown_s": 0.0,
+                "lo_ns": launched + int(a.settle * 1e9), "hi_ns": end}  # fmt: skip
     rec = shlex.split(a.base_recorder if ps.startswith("base:") else a.recorder)
     cmd = [*rec, "record", "-p", str(pid), "-o", str(trace)]
     cmd += ["-d", str(block_s + a.settle), *SETS[ps.removeprefix("base:")]]
@@ -291,6 +305,7 @@ def twin_matrix(
     t_start = time.monotonic()
     procs = [attach.start([*wl.argv, *wl.serve], log, a.timeout) for log in logs]
     doc["workloads"][name]["ready_s"] = time.monotonic() - t_start
+    doc["workloads"][name]["mps_servers"] = mps_servers()  # None: no --mps
     try:
         for rnd, ps in _schedule(a, sets):
             blocks = []
@@ -332,6 +347,49 @@ def twin_matrix(
         for p in procs:
             attach.stop(p)
         _keep_steps(a, {log: f"{name}.{log.stem}.steps" for log in logs})
+
+
+class Mps:
+    """An MPS control daemon for the matrix (--mps): the workload's copies then share the GPU
+    as one process's streams do, instead of taking turns in time slices.
+
+    Its pipe and log directories are private, so a daemon someone else runs is not
+    touched; the workloads find it through CUDA_MPS_PIPE_DIRECTORY."""
+
+    def __init__(self, root: Path) -> None:
+        self.env = {
+            "CUDA_MPS_PIPE_DIRECTORY": str(root / "mps-pipe"),
+            "CUDA_MPS_LOG_DIRECTORY": str(root / "mps-log"),
+        }
+
+    def __enter__(self) -> Mps:
+        for d in self.env.values():
+            Path(d).mkdir(parents=True, exist_ok=True)
+        exe = shutil.which("nvidia-cuda-mps-control")
+        if exe is None:
+            raise SystemExit("harness: --mps: nvidia-cuda-mps-control is not on PATH")
+        r = subprocess.run([exe, "-d"], env={**os.environ, **self.env}, capture_output=True,
+                           text=True)  # fmt: skip
+        if r.returncode:
+            raise SystemExit(f"harness: --mps: {exe} -d failed: {r.stderr.strip()}")
+        os.environ.update(self.env)  # the workloads' copies inherit it
+        self.exe = exe
+        return self
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run([self.exe], input="quit\n", env={**os.environ, **self.env},
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+        for k in self.env:
+            os.environ.pop(k, None)
+
+
+def mps_servers() -> list[str] | None:
+    """The MPS servers' pids (a client's first CUDA call starts one), or None without --mps."""
+    if "CUDA_MPS_PIPE_DIRECTORY" not in os.environ:
+        return None
+    r = subprocess.run(["nvidia-cuda-mps-control"], input="get_server_list\n",
+                       capture_output=True, text=True, timeout=30)  # fmt: skip
+    return r.stdout.split()
 
 
 def _geomean(xs: list) -> float:
@@ -480,8 +538,9 @@ def table(doc: dict) -> str:
     for r in doc["summary"]:
         ev = r["events_per_s"]
         cpu, st = r["recorder_cpu_s"], r["startup_s"]
+        label = "A/A: no recorder in either block" if r["set"] == NONE else r["set"]
         lines.append(
-            f"| {r['workload']} | {r['set']} | {len(r['untraced'])} "
+            f"| {r['workload']} | {label} | {len(r['untraced'])} "
             f"| {statistics.median(r['untraced']):.4g} {units.get(r['workload'], '')} "
             f"| {_pct(r['slowdown'])} | {_pct(r['ci95'][0])} .. {_pct(r['ci95'][1])} "
             f"| {'-' if ev is None else f'{ev:,.0f}'} "
@@ -508,6 +567,12 @@ def main(argv: list[str] | None = None) -> int:
         help="attach mode: seconds left out after the probes are attached or taken down",
     )
     ap.add_argument("--keep-steps", metavar="DIR", help="attach mode: copy each step log here")
+    ap.add_argument(
+        "--mps",
+        action="store_true",
+        help="run the workloads under an MPS daemon started for the matrix (twin mode: "
+        "without it two CUDA processes take turns on the GPU)",
+    )
     ap.add_argument("--sets", default="default,kernel", help=f"comma list of {', '.join(SETS)}")
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1, help="rounds discarded first")
@@ -542,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if unknown:
         ap.error(f"unknown workload or probe set: {', '.join(unknown)}")
+    if a.mode == "process" and NONE in sets:
+        ap.error(f"--mode process: the {NONE} set is for attach and twin modes")
     limit = {k: int(v) for k, v in (x.split("=") for x in a.pairs_for)}
     doc = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -574,6 +641,17 @@ def main(argv: list[str] | None = None) -> int:
             Path(a.out).write_text(json.dumps(doc, indent=1))
 
     tmp = Path(tempfile.mkdtemp(prefix="recorder-cost-"))
+    mps = Mps(tmp) if a.mps else contextlib.nullcontext()
+    doc["mps"] = bool(a.mps)
+    with mps:
+        _matrix(a, names, catalog, sets, limit, doc, save, tmp)
+    doc["summary"] = summarize(doc["runs"])
+    save()
+    print(table(doc))
+    return 0
+
+
+def _matrix(a, names, catalog, sets, limit, doc, save, tmp) -> None:  # noqa: PLR0913
     for name in names:
         wl = catalog[name]
         if a.mode in ("attach", "twin"):
@@ -599,10 +677,6 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 save()
-    doc["summary"] = summarize(doc["runs"])
-    save()
-    print(table(doc))
-    return 0
 
 
 if __name__ == "__main__":

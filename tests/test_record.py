@@ -81,6 +81,9 @@ def test_syscall_probe_counts_exactly(exact_run):
     assert len(fionread) == 7
     assert (fionread["ret"] == 0).all()
     assert (fionread["dur_ns"] >= 0).all()
+    # ioctl takes no user stack unless asked (record --ustack ioctl): a CUDA workload
+    # makes thousands a second (docs/benchmarks.md)
+    assert fionread["ustack_id"].isna().all()
 
 
 def test_missing_probes_are_named_with_reason(exact_run):
@@ -432,7 +435,9 @@ def test_a_library_loaded_later_is_symbolized(tmp_path):
     )
     subprocess.run(["gcc", *flags, "-o", exe, here / "late_loader.c", "-ldl"], check=True)
     out = tmp_path / "late.iot"
-    proc = record(out, "--no-probe", "cuda-driver,cuda-runtime", cmd=(str(exe), str(lib)))
+    proc = record(
+        out, "--no-probe", "cuda-driver,cuda-runtime", "--ustack", "ioctl", cmd=(str(exe), str(lib))
+    )
     assert proc.returncode == 0, proc.stderr
     t = load(str(out))
     ev = t.events
@@ -471,6 +476,7 @@ def test_the_trace_says_what_recording_cost(exact_run):
         (("--buffer-pages", str(1 << 30)), "a BPF ring buffer holds at most 524288 pages"),
         (("--stack-entries", "0"), "--stack-entries 0: must be 1 or more"),
         (("--stack-entries", str(1 << 40)), "more than half of this machine's available memory"),
+        (("--ustack", "ioctl,nosuch"), "unknown probe or group: nosuch"),
     ],
 )
 def test_bad_numbers_are_one_line(tmp_path, args, words):

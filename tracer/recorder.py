@@ -57,6 +57,7 @@ class Options:
     enable: set[str] = field(default_factory=set)
     disable: set[str] = field(default_factory=set)
     uprobes: list[str] = field(default_factory=list)
+    user_stacks: set[str] = field(default_factory=set)  # probes/groups given a user stack
     keep_addresses: bool = False
     duration: float | None = None
     catalog: str | None = None
@@ -330,10 +331,15 @@ class Recorder:
             raise RecordError(f"probe catalog: {e}") from None
         names = {p.name for p in cat.probes} | {p.group for p in cat.probes}
         names |= {p.name for p in extra}
-        unknown = (self.o.enable | self.o.disable) - names
+        unknown = (self.o.enable | self.o.disable | self.o.user_stacks) - names
         if unknown:
             raise RecordError(
                 f"unknown probe or group: {', '.join(sorted(unknown))} (see iommu-trace probes)"
+            )
+        if self.o.user_stacks:
+            cat, extra = (
+                catalog_mod.with_user_stacks(cat, self.o.user_stacks),
+                [catalog_mod.with_user_stack(p, self.o.user_stacks) for p in extra],
             )
         return discover.resolve(
             cat,
