@@ -456,6 +456,14 @@ def summarize(runs: list[dict]) -> list[dict]:
                     for c in costs
                 ),
                 "startup_s": med(c.get("startup_s") for c in costs),
+                # in-kernel time of the recorder's BPF programs, all CPUs, where
+                # kernel.bpf_stats_enabled=1: what the probes take from the machine
+                "bpf_ms_per_s": med(
+                    c["bpf"]["run_time_ns"] / 1e6 / t["span_s"]
+                    if (c.get("bpf") or {}).get("run_time_ns") is not None and t.get("span_s")
+                    else None
+                    for c, (_, t) in zip(costs, pairs, strict=True)
+                ),
                 "drops_max": max((t.get("drops") or 0) for _, t in pairs),
                 "recorder_cpu_share": med(t.get("recorder_cpu_share") for _, t in pairs),
                 # the workload's own spread: untraced blocks' (max - min) / median
@@ -531,19 +539,20 @@ def _pct(x: float | None) -> str:
 def table(doc: dict) -> str:
     lines = [
         "| workload | probe set | pairs | untraced (median) | slowdown, median | 95% CI "
-        "| events/s | recorder CPU | start-up |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| events/s | BPF ms/s | recorder CPU | start-up |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     units = {k: v.get("unit", "") for k, v in doc.get("workloads", {}).items()}
     for r in doc["summary"]:
         ev = r["events_per_s"]
-        cpu, st = r["recorder_cpu_s"], r["startup_s"]
+        cpu, st, bpf = r["recorder_cpu_s"], r["startup_s"], r.get("bpf_ms_per_s")
         label = "A/A: no recorder in either block" if r["set"] == NONE else r["set"]
         lines.append(
             f"| {r['workload']} | {label} | {len(r['untraced'])} "
             f"| {statistics.median(r['untraced']):.4g} {units.get(r['workload'], '')} "
             f"| {_pct(r['slowdown'])} | {_pct(r['ci95'][0])} .. {_pct(r['ci95'][1])} "
             f"| {'-' if ev is None else f'{ev:,.0f}'} "
+            f"| {'-' if bpf is None else f'{bpf:.1f}'} "
             f"| {'-' if cpu is None else f'{cpu:.2f} s'} | {'-' if st is None else f'{st:.2f} s'} |"
         )
     return "\n".join(lines)
@@ -594,8 +603,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.table:  # several files: one table, each workload and set from the file holding it
         docs = [json.loads(Path(f).read_text()) for f in a.table]
-        rows = [r for d in docs for r in d["summary"]]
-        rows += [r for d in docs for r in null_rows(d["runs"])]
+        # recomputed from the runs, so a file written before a column existed has it too
+        rows = [r for d in docs for r in summarize(d["runs"])]
+        # attach mode's untraced blocks pair up; twin mode measures A/A with the none set
+        rows += [r for d in docs if d.get("mode") == "attach" for r in null_rows(d["runs"])]
         units = {k: v for d in docs for k, v in d.get("workloads", {}).items()}
         print(table({"workloads": units, "summary": rows}))
         return 0

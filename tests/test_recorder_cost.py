@@ -70,6 +70,25 @@ def test_summary_pairs_each_traced_run_with_its_rounds_untraced_run_and_drops_wa
     assert "| w | default | 3 | 200 " in harness.table({"summary": [row], "workloads": {}})
 
 
+def test_the_bpf_column_is_kernel_time_per_second_of_trace():
+    """kernel.bpf_stats_enabled's run_time_ns over the trace's span; '-' where not on."""
+    on = {"bpf": {"run_time_ns": 20_000_000, "run_cnt": 1}}
+    runs = [
+        *[_run("w", "untraced", r, 100.0) for r in (0, 1, 2)],
+        *[
+            _run("w", "default", r, 99.0, cost=on, span_s=s)
+            for r, s in ((0, 5.0), (1, 4.0), (2, 2.0))
+        ],
+        *[_run("v", "untraced", r, 100.0) for r in (0, 1)],
+        *[_run("v", "default", r, 99.0, cost={"bpf": None}, span_s=5.0) for r in (0, 1)],
+    ]
+    rows = {r["workload"]: r for r in harness.summarize(runs)}
+    assert rows["w"]["bpf_ms_per_s"] == pytest.approx(5.0)  # the median of 4, 5 and 10
+    assert rows["v"]["bpf_ms_per_s"] is None
+    text = harness.table({"summary": [rows["w"], rows["v"]], "workloads": {}})
+    assert "| 5.0 |" in text.splitlines()[2]
+
+
 def test_attach_mode_pairs_each_set_with_its_own_untraced_block():
     runs = [
         *[_run("w", "untraced", r, 100.0, **{"for": "default"}) for r in (0, 1, 2)],
