@@ -59,6 +59,9 @@ CATEGORIES = (
     Category("flush_strict", "  strict: sync per unmap", probes=("iotlb_sync",)),
     Category("flush_queue", "  lazy: flush-queue drains", probes=("fq_flush",)),
     Category("flush_timer", "    of which timer-driven", probes=("fq_flush_timeout",)),
+    # not a flush: it invalidates only where the IOMMU caches non-present entries
+    Category("sync_map", "IOTLB syncs after a map",
+             probes=("iotlb_sync_map",)),
     Category("qi_submit", "VT-d invalidation descriptors", probes=("qi_submit",)),
     Category("iova_alloc", "IOVA allocs", groups=("iova",), ops=("iova_alloc",), short="IOVA",
              noun="IOVA allocations"),

@@ -36,3 +36,15 @@ def test_amd_machine_takes_the_amd_flushes(tmp_path):
 def test_no_iommu(tmp_path):
     why = discover.driver_check(_targets("iotlb_sync")["intel_iommu_tlb_sync"], str(tmp_path))
     assert why.startswith("no IOMMU driver is active")
+
+
+def test_every_driver_function_in_the_catalog_names_its_driver():
+    """Distribution kernels build both drivers in, so a target in one driver's code taken
+    without `driver =` attaches where it never runs (t_iotlb_sync did so on AMD-Vi, timing
+    intel_iommu_tlb_sync, until 2026-12-04)."""
+    prefix = {"intel_": "intel", "qi_": "intel", "amd_": "amd"}
+    for p in catalog.load().probes:
+        for t in p.targets:
+            want = next((d for pre, d in prefix.items() if t.name.startswith(pre)), None)
+            if t.kind == "kprobe" and want:
+                assert t.driver == want, (p.name, t.name, t.driver)

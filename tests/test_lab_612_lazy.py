@@ -1,6 +1,6 @@
 """Lazy mode on the lab's 6.12 kernel, from its recording (traces/lab/k612-lazy-dd64k.iot).
 
-A boot costs ~2 min of the suite's 15, so 6.12's lazy contract is checked on a
+tests/test_lab_kernels.py boots it too; this test keeps the same contract on a
 trace the lab recorded (`iommu-trace lab --kernel 6.12 --mode lazy --bs 64k
 --count 200`): the dd run's unmaps wait in the flush queue and are flushed in
 timer-driven whole-domain flushes, never one sync per unmap.

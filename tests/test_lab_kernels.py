@@ -1,4 +1,5 @@
-"""The lab's other kernel and other IOMMU: Debian 6.12 (raw tracepoints) and AMD-Vi (6.1, kprobes).
+"""The lab's other kernel and other IOMMU: Debian 6.12 (raw tracepoints) with VT-d and with
+AMD-Vi, and AMD-Vi on 6.1 (kprobes).
 
 One boot each, several checks per boot (a boot costs minutes on two vCPUs):
 dd reads the disk, then the lab's module maps long, chained scatter lists
@@ -91,6 +92,19 @@ def assert_strict(t) -> None:
     assert report["dropped"] == 0 and report["missed"] == {}, report["missed"]
 
 
+def assert_sync_per_map(t) -> None:
+    """The driver's map-side sync runs once per IOMMU-translated DMA-API map in the dd run
+    (iommu_map and iommu_map_sg each end in one iotlb_sync_map), and is not a flush."""
+    run = next(
+        p for p in R.build(t)["phases"] if p["phase"].startswith("run ") and "bs=" in p["phase"]
+    )
+    c = run["counts"]
+    # +-2: maps in flight at the run's edges (the sync fires inside a map whose event is
+    # stamped at its return on the kprobe path)
+    assert abs(c["sync_map"] - c["dma_map"]) <= 2 and c["dma_map"] >= COUNT, c
+    assert c["flush"] == c["flush_strict"] == E.unmaps(c), c  # the syncs did not join them
+
+
 def test_612_takes_raw_tracepoints_and_sizes_long_lists(tmp_path):
     t, facts = run_lab(tmp_path, "k612", "--kernel", "6.12", "--mode", "strict")
     assert facts["kernel"].startswith("6.12.") and t.meta["kernel"]["release"] == facts["kernel"]
@@ -100,9 +114,51 @@ def test_612_takes_raw_tracepoints_and_sizes_long_lists(tmp_path):
     assert paths["dma_map_sg"] == ("raw tracepoint", "raw_tracepoint:dma:dma_map_sg")
     assert paths["dma_unmap_sg"] == ("raw tracepoint", "raw_tracepoint:dma:dma_unmap_sg")
     assert paths["iotlb_sync"] == ("kprobe", "kprobe:intel_iommu_tlb_sync")
+    assert paths["iotlb_sync_map"] == ("kprobe", "kprobe:intel_iommu_iotlb_sync_map")
     assert t.meta.get("withheld", {}) == {}
     assert_long_sg_exact(t, facts["nvme"]["pci"])
     assert_strict(t)
+    assert_sync_per_map(t)
+
+
+def test_612_lazy_flushes_in_the_queue_live(tmp_path):
+    """6.12's flush queue, booted (tests/test_lab_612_lazy.py reads a committed trace of it):
+    the dd run's unmaps are flushed by queue drains, never one sync each."""
+    t, facts = run_lab(tmp_path, "k612lazy", "--kernel", "6.12", "--mode", "lazy")
+    assert facts["kernel"].startswith("6.12.") and facts["nvme"]["group_type"] == "DMA-FQ"
+    assert t.meta["iommu"]["mode"] == "lazy"
+    assert_long_sg_exact(t, facts["nvme"]["pci"])
+    report = R.build(t)
+    run = next(p for p in report["phases"] if p["phase"].startswith("run ") and "bs=" in p["phase"])
+    c = run["counts"]
+    assert E.unmaps(c) >= COUNT and c["flush_strict"] == 0, c
+    assert 0 < c["flush"] == c["flush_queue"] < 0.5 * E.unmaps(c), c  # a drain flushes many
+    assert abs(c["sync_map"] - c["dma_map"]) <= 2, c
+    assert report["dropped"] == 0
+
+
+def test_amd_vi_on_612_takes_the_amd_targets_and_syncs_each_map(tmp_path):
+    """6.12 with AMD-Vi: raw tracepoints for the DMA API, the AMD driver's kprobes for
+    flushes and their timing (the Intel ones are in /proc/kallsyms too), exact long lists,
+    strict flushes, and under emulation (NpCache) a sync after every map."""
+    t, facts = run_lab(tmp_path, "amd612", "--kernel", "6.12", "--iommu", "amd", "--mode", "strict")
+    assert facts["kernel"].startswith("6.12.") and facts["iommu_units"]
+    assert all(u.startswith("ivhd") for u in facts["iommu_units"])
+    assert t.meta["iommu"]["vendor"] == "amd" and t.meta["iommu"]["mode"] == "strict"
+    paths = probe_paths(t)
+    assert paths["dma_map_sg"] == ("raw tracepoint", "raw_tracepoint:dma:dma_map_sg")
+    assert paths["dma_unmap_sg"] == ("raw tracepoint", "raw_tracepoint:dma:dma_unmap_sg")
+    assert paths["iotlb_sync"] == ("kprobe", "kprobe:amd_iommu_iotlb_sync")
+    assert paths["t_iotlb_sync"] == ("kprobe", "kprobe+ret:amd_iommu_iotlb_sync")
+    assert paths["t_flush_all"] == ("kprobe", "kprobe+ret:amd_iommu_flush_iotlb_all")
+    assert paths["iotlb_sync_map"] == ("kprobe", "kprobe:amd_iommu_iotlb_sync_map")
+    assert paths["qi_submit"] == (None, None)
+    assert t.meta.get("withheld", {}) == {}
+    assert_long_sg_exact(t, facts["nvme"]["pci"])
+    assert_strict(t)
+    assert_sync_per_map(t)
+    timed = t.events[t.events["probe"] == "t_iotlb_sync"]
+    assert len(timed) >= COUNT and (timed["dur_ns"] > 0).all()  # it ran: the active driver's
 
 
 def test_amd_vi_is_strict_whatever_is_asked_and_6_1_kprobes_size_long_lists(tmp_path):
@@ -118,9 +174,12 @@ def test_amd_vi_is_strict_whatever_is_asked_and_6_1_kprobes_size_long_lists(tmp_
     # the active driver's targets, though the Intel ones are in /proc/kallsyms too
     assert paths["iotlb_sync"] == ("kprobe", "kprobe:amd_iommu_iotlb_sync")
     assert paths["iotlb_flush_all"] == ("kprobe", "kprobe:amd_iommu_flush_iotlb_all")
+    assert paths["t_iotlb_sync"] == ("kprobe", "kprobe+ret:amd_iommu_iotlb_sync")
+    assert paths["iotlb_sync_map"] == ("kprobe", "kprobe:amd_iommu_iotlb_sync_map")
     assert paths["qi_submit"] == (None, None)
     # 6.1 has no dma:* tracepoints: the kprobe path walks the lists at entry
     assert paths["dma_map_sg"] == ("kprobe", "kprobe+ret:__dma_map_sg_attrs")
     assert paths["dma_unmap_sg"] == ("kprobe", "kprobe+ret:dma_unmap_sg_attrs")
     assert_long_sg_exact(t, facts["nvme"]["pci"])
     assert_strict(t)
+    assert_sync_per_map(t)
