@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import resource
 import shlex
 import shutil
@@ -239,7 +240,7 @@ def attach_matrix(
     log, trace = tmp / "steps.log", tmp / "run.iot"
     block_s = a.block or wl.block_s
     t_start = time.monotonic()
-    proc = attach.start([*wl.argv, *wl.serve], log, a.timeout)
+    proc = attach.start([*_pinned(a, 0), *wl.argv, *wl.serve], log, a.timeout)
     doc["workloads"][name]["ready_s"] = time.monotonic() - t_start
     try:
         for rnd, ps in _schedule(a, sets):
@@ -303,14 +304,23 @@ def twin_matrix(
     trace = tmp / "run.iot"
     block_s = a.block or wl.block_s
     t_start = time.monotonic()
-    procs = [attach.start([*wl.argv, *wl.serve], log, a.timeout) for log in logs]
+    procs = [
+        attach.start([*_pinned(a, i), *wl.argv, *wl.serve], log, a.timeout)
+        for i, log in enumerate(logs)
+    ]
+    rng = random.Random(a.seed)
     doc["workloads"][name]["ready_s"] = time.monotonic() - t_start
     doc["workloads"][name]["mps_servers"] = mps_servers()  # None: no --mps
     try:
         for rnd, ps in _schedule(a, sets):
             blocks = []
-            for which in (0, 1) if rnd % 2 == 0 else (1, 0):
-                time.sleep(a.settle)  # the last tear-down settles
+            if a.order == "random":  # no fixed period for a slow swing to line up with
+                one = rng.randrange(2)
+                order = (one, 1 - one)
+            else:
+                order = (0, 1) if rnd % 2 == 0 else (1, 0)
+            for which in order:
+                time.sleep(a.settle + rng.uniform(0, a.jitter))  # the last tear-down settles
                 r: dict = {"traced_copy": "ab"[which]}
                 r.update(_traced_block(a, ps, procs[which].pid, trace, block_s))
                 blocks.append((which, r))
@@ -390,6 +400,14 @@ def mps_servers() -> list[str] | None:
     r = subprocess.run(["nvidia-cuda-mps-control"], input="get_server_list\n",
                        capture_output=True, text=True, timeout=30)  # fmt: skip
     return r.stdout.split()
+
+
+def _pinned(a: argparse.Namespace, copy: int) -> list[str]:
+    """taskset's prefix for a copy of the workload (--cpus A[:B]: copy 0 on A, copy 1 on B)."""
+    if not a.cpus:
+        return []
+    lists = a.cpus.split(":")
+    return ["taskset", "-c", lists[min(copy, len(lists) - 1)]]
 
 
 def _geomean(xs: list) -> float:
@@ -577,6 +595,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--keep-steps", metavar="DIR", help="attach mode: copy each step log here")
     ap.add_argument(
+        "--cpus",
+        metavar="LIST[:LIST]",
+        help="pin the workload to these CPUs (taskset -c); twin mode: copy a on the first "
+        "list, copy b on the second",
+    )
+    ap.add_argument(
+        "--order",
+        choices=("abba", "random"),
+        default="abba",
+        help="twin mode: which copy is traced first in a round, alternating (abba) or drawn "
+        "at random (--seed), so a swing of the two copies' shares cannot line up with it",
+    )
+    ap.add_argument("--jitter", type=float, default=0.0, help="twin mode: up to S s more settle")
+    ap.add_argument("--seed", type=int, default=1, help="twin mode: for --order random, --jitter")
+    ap.add_argument(
         "--mps",
         action="store_true",
         help="run the workloads under an MPS daemon started for the matrix (twin mode: "
@@ -629,6 +662,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "mode": a.mode,
         "settle_s": a.settle if a.mode != "process" else None,
+        "pinned_cpus": a.cpus,
+        **({"order": a.order, "jitter_s": a.jitter, "seed": a.seed} if a.mode == "twin" else {}),
         "pairs": a.pairs,
         "warmup_rounds": a.warmup,
         "workloads": {

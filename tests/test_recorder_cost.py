@@ -141,3 +141,15 @@ def test_record_warns_when_per_copy_probes_are_on():
     rec._warn_per_copy([Resolution(probes[n], "attach") for n in ("cudaMemcpy", "cuMemAlloc")])
     (line,) = said
     assert line.startswith("warning: per-copy probes on (cudaMemcpy)") and "4 KiB" in line
+
+
+def test_each_twin_copy_is_pinned_to_its_own_cpu_list():
+    import argparse
+
+    ns = argparse.Namespace(cpus="0-5:6-11")
+    assert harness._pinned(ns, 0) == ["taskset", "-c", "0-5"]
+    assert harness._pinned(ns, 1) == ["taskset", "-c", "6-11"]
+    ns.cpus = "2"  # one list: attach mode's workload, or both copies on it
+    assert harness._pinned(ns, 0) == harness._pinned(ns, 1) == ["taskset", "-c", "2"]
+    ns.cpus = None
+    assert harness._pinned(ns, 0) == []
