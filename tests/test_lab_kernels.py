@@ -121,22 +121,6 @@ def test_612_takes_raw_tracepoints_and_sizes_long_lists(tmp_path):
     assert_sync_per_map(t)
 
 
-def test_612_lazy_flushes_in_the_queue_live(tmp_path):
-    """6.12's flush queue, booted (tests/test_lab_612_lazy.py reads a committed trace of it):
-    the dd run's unmaps are flushed by queue drains, never one sync each."""
-    t, facts = run_lab(tmp_path, "k612lazy", "--kernel", "6.12", "--mode", "lazy")
-    assert facts["kernel"].startswith("6.12.") and facts["nvme"]["group_type"] == "DMA-FQ"
-    assert t.meta["iommu"]["mode"] == "lazy"
-    assert_long_sg_exact(t, facts["nvme"]["pci"])
-    report = R.build(t)
-    run = next(p for p in report["phases"] if p["phase"].startswith("run ") and "bs=" in p["phase"])
-    c = run["counts"]
-    assert E.unmaps(c) >= COUNT and c["flush_strict"] == 0, c
-    assert 0 < c["flush"] == c["flush_queue"] < 0.5 * E.unmaps(c), c  # a drain flushes many
-    assert abs(c["sync_map"] - c["dma_map"]) <= 2, c
-    assert report["dropped"] == 0
-
-
 def test_amd_vi_on_612_takes_the_amd_targets_and_syncs_each_map(tmp_path):
     """6.12 with AMD-Vi: raw tracepoints for the DMA API, the AMD driver's kprobes for
     flushes and their timing (the Intel ones are in /proc/kallsyms too), exact long lists,
