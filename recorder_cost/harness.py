@@ -476,12 +476,7 @@ def summarize(runs: list[dict]) -> list[dict]:
                 "startup_s": med(c.get("startup_s") for c in costs),
                 # in-kernel time of the recorder's BPF programs, all CPUs, where
                 # kernel.bpf_stats_enabled=1: what the probes take from the machine
-                "bpf_ms_per_s": med(
-                    c["bpf"]["run_time_ns"] / 1e6 / t["span_s"]
-                    if (c.get("bpf") or {}).get("run_time_ns") is not None and t.get("span_s")
-                    else None
-                    for c, (_, t) in zip(costs, pairs, strict=True)
-                ),
+                "bpf_ms_per_s": med(_bpf_ms_per_s(t) for _, t in pairs),
                 "drops_max": max((t.get("drops") or 0) for _, t in pairs),
                 "recorder_cpu_share": med(t.get("recorder_cpu_share") for _, t in pairs),
                 # the workload's own spread: untraced blocks' (max - min) / median
@@ -489,6 +484,12 @@ def summarize(runs: list[dict]) -> list[dict]:
             }
         )
     return rows
+
+
+def _bpf_ms_per_s(traced: dict) -> float | None:
+    bpf = (traced.get("cost") or {}).get("bpf") or {}
+    ns, span = bpf.get("run_time_ns"), traced.get("span_s")
+    return ns / 1e6 / span if ns is not None and span else None
 
 
 def null_rows(runs: list[dict]) -> list[dict]:
@@ -690,39 +691,39 @@ def main(argv: list[str] | None = None) -> int:
     mps = Mps(tmp) if a.mps else contextlib.nullcontext()
     doc["mps"] = bool(a.mps)
     with mps:
-        _matrix(a, names, catalog, sets, limit, doc, save, tmp)
+        for name in names:
+            wl = catalog[name]
+            if a.mode in ("attach", "twin"):
+                try:
+                    (attach_matrix if a.mode == "attach" else twin_matrix)(
+                        name, wl, sets, a, doc, save
+                    )
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    doc["workloads"][name]["error"] = str(e)
+                    print(f"harness: {name}: {e}", file=sys.stderr, flush=True)
+                save()
+                continue
+            for rnd in range(a.warmup + a.pairs):
+                active = [s for s in sets if rnd < a.warmup + limit.get(s, a.pairs)]
+                order = [None, *active] if rnd % 2 == 0 else [*reversed(active), None]
+                for ps in order:
+                    rec = shlex.split(
+                        a.base_recorder if ps and ps.startswith("base:") else a.recorder
+                    )
+                    r = run_one(wl, ps, rec, tmp, a.timeout)
+                    r.update(workload=name, set=ps or "untraced", round=rnd, warmup=rnd < a.warmup)
+                    doc["runs"].append(r)
+                    print(
+                        f"harness: {name} round {rnd} {r['set']}: {r['throughput']} "
+                        f"(rc {r['rc']}, {r['wall_s']:.1f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    save()
     doc["summary"] = summarize(doc["runs"])
     save()
     print(table(doc))
     return 0
-
-
-def _matrix(a, names, catalog, sets, limit, doc, save, tmp) -> None:  # noqa: PLR0913
-    for name in names:
-        wl = catalog[name]
-        if a.mode in ("attach", "twin"):
-            try:
-                (attach_matrix if a.mode == "attach" else twin_matrix)(name, wl, sets, a, doc, save)
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                doc["workloads"][name]["error"] = str(e)
-                print(f"harness: {name}: {e}", file=sys.stderr, flush=True)
-            save()
-            continue
-        for rnd in range(a.warmup + a.pairs):
-            active = [s for s in sets if rnd < a.warmup + limit.get(s, a.pairs)]
-            order = [None, *active] if rnd % 2 == 0 else [*reversed(active), None]
-            for ps in order:
-                rec = shlex.split(a.base_recorder if ps and ps.startswith("base:") else a.recorder)
-                r = run_one(wl, ps, rec, tmp, a.timeout)
-                r.update(workload=name, set=ps or "untraced", round=rnd, warmup=rnd < a.warmup)
-                doc["runs"].append(r)
-                print(
-                    f"harness: {name} round {rnd} {r['set']}: {r['throughput']} "
-                    f"(rc {r['rc']}, {r['wall_s']:.1f} s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                save()
 
 
 if __name__ == "__main__":

@@ -76,8 +76,9 @@ def assert_long_sg_exact(t, nvme: str) -> None:
         assert maps["size"].sum() == unmaps["size"].sum() == run["bytes"]
 
 
-def assert_strict(t) -> None:
-    """One IOTLB sync per unmap in the dd run (1.00 +- 0.02), no flush-queue drains."""
+def assert_strict(t) -> dict:
+    """One IOTLB sync per unmap in the dd run (1.00 +- 0.02), no flush-queue drains.
+    Returns the dd run's counts."""
     report = R.build(t)
     run = next(p for p in report["phases"] if p["phase"].startswith("run ") and "bs=" in p["phase"])
     c = run["counts"]
@@ -90,15 +91,13 @@ def assert_strict(t) -> None:
     assert c["flush_strict"] <= c["flush"] <= c["flush_strict"] + 2, c
     assert c["flush_queue"] == 0
     assert report["dropped"] == 0 and report["missed"] == {}, report["missed"]
+    return c
 
 
-def assert_sync_per_map(t) -> None:
+def assert_sync_per_map(c: dict) -> None:
     """The driver's map-side sync runs once per IOMMU-translated DMA-API map in the dd run
-    (iommu_map and iommu_map_sg each end in one iotlb_sync_map), and is not a flush."""
-    run = next(
-        p for p in R.build(t)["phases"] if p["phase"].startswith("run ") and "bs=" in p["phase"]
-    )
-    c = run["counts"]
+    (its counts c: iommu_map and iommu_map_sg each end in one iotlb_sync_map), and is not a
+    flush."""
     # +-2: maps in flight at the run's edges (the sync fires inside a map whose event is
     # stamped at its return on the kprobe path)
     assert abs(c["sync_map"] - c["dma_map"]) <= 2 and c["dma_map"] >= COUNT, c
@@ -117,8 +116,7 @@ def test_612_takes_raw_tracepoints_and_sizes_long_lists(tmp_path):
     assert paths["iotlb_sync_map"] == ("kprobe", "kprobe:intel_iommu_iotlb_sync_map")
     assert t.meta.get("withheld", {}) == {}
     assert_long_sg_exact(t, facts["nvme"]["pci"])
-    assert_strict(t)
-    assert_sync_per_map(t)
+    assert_sync_per_map(assert_strict(t))
 
 
 def test_amd_vi_on_612_takes_the_amd_targets_and_syncs_each_map(tmp_path):
@@ -139,8 +137,7 @@ def test_amd_vi_on_612_takes_the_amd_targets_and_syncs_each_map(tmp_path):
     assert paths["qi_submit"] == (None, None)
     assert t.meta.get("withheld", {}) == {}
     assert_long_sg_exact(t, facts["nvme"]["pci"])
-    assert_strict(t)
-    assert_sync_per_map(t)
+    assert_sync_per_map(assert_strict(t))
     timed = t.events[t.events["probe"] == "t_iotlb_sync"]
     assert len(timed) >= COUNT and (timed["dur_ns"] > 0).all()  # it ran: the active driver's
 
@@ -165,5 +162,4 @@ def test_amd_vi_is_strict_whatever_is_asked_and_6_1_kprobes_size_long_lists(tmp_
     assert paths["dma_map_sg"] == ("kprobe", "kprobe+ret:__dma_map_sg_attrs")
     assert paths["dma_unmap_sg"] == ("kprobe", "kprobe+ret:dma_unmap_sg_attrs")
     assert_long_sg_exact(t, facts["nvme"]["pci"])
-    assert_strict(t)
-    assert_sync_per_map(t)
+    assert_sync_per_map(assert_strict(t))
