@@ -132,7 +132,8 @@ def loop_events_of(t, probe: str):
 
 def test_lost_stacks_are_counted_and_said(loop, tmp_path):
     """A stack map of one entry keeps the first stack; every other one is a hash
-    collision: counted per probe, a null stack id in the event, said by record and info."""
+    collision (or, racing for the first entry, finds the map full): counted per probe,
+    a null stack id in the event, said by record and info."""
     out = tmp_path / "lost.iot"
     proc = record(
         out, "--probe", "sys_enter_kstack", "--stack-entries", "1", cmd=(loop, "getppid", "500")
@@ -143,7 +144,13 @@ def test_lost_stacks_are_counted_and_said(loop, tmp_path):
     lost = t.meta["stacks_lost"]["sys_enter_kstack"]
     nulls = int(ev.kstack_id.isna().sum() + ev.ustack_id.isna().sum())
     assert nulls >= 500 and sum(n for kinds in lost.values() for n in kinds.values()) == nulls
-    assert set(lost) <= {"kernel", "user"} and all(set(k) == {"collision"} for k in lost.values())
+    assert set(lost) <= {"kernel", "user"}
+    # The one entry's first insertion can race between CPUs: the loser finds the
+    # free list empty (-ENOMEM, "full"), at most once a CPU (seen once in CI).
+    # Every later distinct stack is a collision.
+    full = sum(k.get("full", 0) for k in lost.values())
+    assert all(set(k) <= {"collision", "full"} for k in lost.values())
+    assert full <= (os.cpu_count() or 1) and nulls - full >= 500
     assert "stacks lost" in proc.stderr and "raise --stack-entries" in proc.stderr
     info = cli("info", str(out))
     assert f"{nulls} stacks lost" in info.stdout
