@@ -105,6 +105,13 @@ EXAMPLES = (
     "(to compare; records over 8 KiB are withheld by the kernel, which the trace then counts)",
 )
 @click.option(
+    "--no-uprobe-links",
+    "no_uprobe_links",
+    is_flag=True,
+    help="attach uprobes as perf events, not uprobe_multi BPF links (Linux >= 6.6; links "
+    "come down together at the end, perf events one RCU grace period at a time)",
+)
+@click.option(
     "--workload-result",
     type=click.Path(dir_okay=False),
     metavar="FILE",
@@ -153,6 +160,7 @@ def record(
     stack_entries,
     perf_buffer,
     no_raw,
+    no_uprobe_links,
     workload_result,
     no_pmu,
     count_software,
@@ -200,6 +208,7 @@ def record(
         stack_entries=stack_entries,
         perf_buffer=perf_buffer,
         raw_tracepoints=not no_raw,
+        uprobe_links=not no_uprobe_links,
         workload_result=workload_result,
         pmu=not no_pmu,
         count_software=tuple(count_software),

@@ -16,13 +16,13 @@ belong to neither.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..system.procfs import stat_fields
+from ..tracer.detach import holders
 
 MIN_STEPS = 3  # a block with fewer whole steps says too little
 
@@ -81,26 +81,12 @@ def stop(p: subprocess.Popen) -> None:
         p.wait()
 
 
-def _holders() -> set[int]:
-    """Processes holding a finished recording's probes (tracer/detach.py: `sh -c read _`)."""
-    out = set()
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if f.read() == b"sh\0-c\0read _\0":
-                        out.add(int(name))
-            except OSError:
-                pass
-    return out
-
-
 def record(cmd: list[str], timeout: float) -> dict:
     """Run one `record -p` (cmd) and wait until its probes are down; when each happened.
 
     Returns rc, and CLOCK_MONOTONIC ns of the launch, the recorder's exit and the end
     of its tear-down (the holder processes it left, if any, gone), and their count."""
-    before = _holders()
+    before = holders()
     launched = time.monotonic_ns()
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
     mine: set[int] = set()
@@ -108,11 +94,11 @@ def record(cmd: list[str], timeout: float) -> dict:
     while p.poll() is None:  # the holder appears just before the recorder exits
         if time.monotonic() > deadline:
             p.kill()
-        mine |= _holders() - before
+        mine |= holders() - before
         time.sleep(0.05)
     exited = time.monotonic_ns()
-    mine |= _holders() - before
-    holders = len(mine)
+    mine |= holders() - before
+    n_holders = len(mine)
     t = time.monotonic()
     while mine and time.monotonic() - t < 60:
         mine = {h for h in mine if _alive(h)}
@@ -122,7 +108,7 @@ def record(cmd: list[str], timeout: float) -> dict:
         "launched_ns": launched,
         "exited_ns": exited,
         "down_ns": time.monotonic_ns(),
-        "holders": holders,
+        "holders": n_holders,
     }
 
 

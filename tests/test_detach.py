@@ -14,25 +14,25 @@ import os
 import time
 
 from iommu_trace.tracefile.reader import load
+from iommu_trace.tracer import detach
 
 from conftest import cli, requires_bpf
 
 pytestmark = requires_bpf
-HOLDER = b"sh\0-c\0read _\0"  # tracer/detach.py's holder, as /proc/PID/cmdline has it
+# what a holder holds: perf events (kprobes, tracefs-made and perf uprobes), BPF links
+# (raw tracepoints, uprobe_multi uprobes)
+HELD = ("anon_inode:[perf_event]", "anon_inode:bpf_link")
 
 
 def holders() -> dict[int, int]:
-    """Holder processes now, with the perf events each holds."""
+    """Holder processes now, with the probes each holds."""
     out = {}
-    for d in glob.glob("/proc/[0-9]*"):
+    for pid in detach.holders():
         try:
-            with open(f"{d}/cmdline", "rb") as f:
-                if f.read() != HOLDER:
-                    continue
-            fds = [os.readlink(x) for x in glob.glob(f"{d}/fd/*")]
+            fds = [os.readlink(x) for x in glob.glob(f"/proc/{pid}/fd/*")]
         except OSError:
             continue
-        out[int(os.path.basename(d))] = sum(x == "anon_inode:[perf_event]" for x in fds)
+        out[pid] = sum(x in HELD for x in fds)
     return out
 
 
@@ -42,10 +42,32 @@ def test_probes_are_gone_after_the_recorder_exits(known_calls, tmp_path):
     p = cli("record", "-o", str(out), "--uprobe", f"{known_calls}:iot_work", "--",
             known_calls, "3", "0")  # fmt: skip
     assert p.returncode == 0, p.stderr  # returned: the holder has none of its pipes
-    meta = load(str(out)).meta
-    assert meta["counts"]["iot_work"] == 3
-    assert meta["detach"] == "background"  # this kernel has the uprobe PMU
+    t = load(str(out))
+    assert t.meta["counts"]["iot_work"] == 3
+    # this kernel (6.18) has uprobe_multi links: entry and return ran through them
+    assert t.meta["uprobes_via"] == "uprobe_multi link" and "uprobes as BPF links" in p.stderr
+    ev = t.events[t.events["probe"] == "iot_work"]
+    assert sorted(ev["ret"]) == [1, 2, 3] and (ev["dur_ns"] > 0).all()
+    assert t.meta["detach"] == "background"
     deadline = time.monotonic() + 60
     while set(holders()) - mine and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not set(holders()) - mine  # it exited, and its perf events with it
+    assert not set(holders()) - mine  # it exited, and its probes with it
+
+
+def test_perf_event_uprobes_come_down_too(known_calls, tmp_path):
+    """--no-uprobe-links: BCC's perf events (the path kernels before 6.6 take), handed to
+    the holder the same way."""
+    mine = set(holders())
+    out = tmp_path / "p.iot"
+    p = cli("record", "-o", str(out), "--no-uprobe-links", "--uprobe",
+            f"{known_calls}:iot_work", "--", known_calls, "3", "0")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    t = load(str(out))
+    assert t.meta["uprobes_via"] == "perf event" and "as BPF links" not in p.stderr
+    ev = t.events[t.events["probe"] == "iot_work"]
+    assert sorted(ev["ret"]) == [1, 2, 3] and (ev["dur_ns"] > 0).all()
+    deadline = time.monotonic() + 60
+    while set(holders()) - mine and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not set(holders()) - mine

@@ -12,6 +12,10 @@ The recorder's own close of each fd only drops a reference.
 BCC made the events through the perf PMUs (/sys/bus/event_source/devices/{kprobe,
 uprobe}) where the kernel has them; else it wrote them into tracefs, where only
 BCC's cleanup removes them, so then the recorder detaches in place, as before.
+
+The holder is `python -m iommu_trace.tracer.detach FD...`: at EOF it closes its fds
+from one thread each, so the uprobe_multi links (tracer/uprobe_links.py) wait out
+their grace periods together instead of one after another in the holder's exit.
 """
 
 from __future__ import annotations
@@ -19,15 +23,19 @@ from __future__ import annotations
 import atexit
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 
+from .uprobe_links import UprobeLinks, close_all
+
 PMUS = "/sys/bus/event_source/devices"
+HOLDER = "iommu_trace.tracer.detach"  # the holder's module: python -m HOLDER FD...
 
 
-def _fds(b) -> list[int]:
+def _fds(b, links: UprobeLinks) -> list[int]:
     kprobes = [fd for per_fn in b.kprobe_fds.values() for fd in per_fn.values()]
     return [*kprobes, *b.uprobe_fds.values(), *b.tracepoint_fds.values(),
-            *b.raw_tracepoint_fds.values()]  # fmt: skip
+            *b.raw_tracepoint_fds.values(), *links.fds]  # fmt: skip
 
 
 def _made_by_pmu(b, pmus: str = PMUS) -> bool:
@@ -35,15 +43,15 @@ def _made_by_pmu(b, pmus: str = PMUS) -> bool:
     return all(os.path.isdir(os.path.join(pmus, k)) for k in need)
 
 
-def hand_off(b) -> subprocess.Popen | None:
+def hand_off(b, links: UprobeLinks) -> subprocess.Popen | None:
     """The holder process, or None where the probes must be detached in place."""
-    fds = _fds(b)
+    fds = _fds(b, links)
     if not fds or not _made_by_pmu(b):
         return None
     r, w = os.pipe()  # w stays open, not inherited, until this process exits
     try:
         holder = subprocess.Popen(
-            ["sh", "-c", "read _"],  # returns at EOF: when the recorder is gone
+            [sys.executable, "-m", HOLDER, *map(str, fds)],  # at EOF: the recorder is gone
             stdin=r,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -59,10 +67,14 @@ def hand_off(b) -> subprocess.Popen | None:
     return holder
 
 
-def detach(b, holder: subprocess.Popen | None, log: Callable[[str], None]) -> None:
+def detach(
+    b, links: UprobeLinks, holder: subprocess.Popen | None, log: Callable[[str], None]
+) -> None:
     """Take the probes down: nothing to do here once handed off, else BCC's cleanup."""
     if holder is not None:
         return
+    close_all(links.fds)
+    links.fds.clear()
     try:
         b.cleanup()
     except Exception as e:
@@ -72,3 +84,31 @@ def detach(b, holder: subprocess.Popen | None, log: Callable[[str], None]) -> No
         # the process exits; BCC's own atexit cleanup would only raise again.
         atexit.unregister(b.cleanup)
         log(f"warning: detaching the probes failed ({e}); the trace is complete")
+
+
+def holders() -> set[int]:
+    """Holder processes running now (any recording's)."""
+    out = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if is_holder(f.read()):
+                        out.add(int(name))
+            except OSError:
+                pass
+    return out
+
+
+def is_holder(cmdline: bytes) -> bool:
+    """/proc/PID/cmdline is a holder's."""
+    return cmdline.split(b"\0")[1:3] == [b"-m", HOLDER.encode()]
+
+
+def _hold(fds: list[int]) -> None:
+    sys.stdin.buffer.read()  # EOF: the recorder has exited
+    close_all(fds)
+
+
+if __name__ == "__main__":
+    _hold([int(a) for a in sys.argv[1:]])

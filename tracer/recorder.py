@@ -26,7 +26,7 @@ from ..render.progress import Steps
 from ..tracefile import journal
 from ..tracefile.meta import STACK_ERRORS, missed_lines, stack_loss_lines, stacks_lost_total
 from ..tracefile.writer import TraceWriter
-from . import codegen, cost, counters, detach, headers, launch, tallies
+from . import codegen, cost, counters, detach, headers, launch, tallies, uprobe_links
 from . import ringbuf as rings
 from .addresses import TextRedactor
 from .decode import DECODE_ROWS, EVENT_DTYPE, EventBatcher
@@ -65,6 +65,7 @@ class Options:
     stack_entries: int = 16384
     perf_buffer: bool = False
     raw_tracepoints: bool = True  # False: tracepoints take the tracefs record path
+    uprobe_links: bool = True  # False: uprobes as perf events even where links exist
     workload_meta: dict = field(default_factory=dict)
     workload_result: str | None = None  # JSON the workload writes about itself
     pmu: bool = True  # count the IOMMU PMU's events where the machine has one
@@ -118,7 +119,7 @@ def _compile(bcc, text: str):
             os.close(saved)
 
 
-def _attach(b, att: codegen.Attachment) -> None:
+def _attach(b, att: codegen.Attachment, links: uprobe_links.UprobeLinks) -> None:
     fn = att.fn.encode()
     if att.kind == "raw_tracepoint":
         b.attach_raw_tracepoint(tp=att.target.encode(), fn_name=fn)
@@ -128,12 +129,9 @@ def _attach(b, att: codegen.Attachment) -> None:
         b.attach_kprobe(event=att.target.encode(), fn_name=fn)
     elif att.kind == "kretprobe":
         b.attach_kretprobe(event=att.target.encode(), fn_name=fn, maxactive=64)
-    elif att.kind == "uprobe":
+    elif att.kind in ("uprobe", "uretprobe"):
         assert att.path, "a uprobe attachment names its library"
-        b.attach_uprobe(name=att.path.encode(), sym=att.target.encode(), fn_name=fn)
-    elif att.kind == "uretprobe":
-        assert att.path, "a uprobe attachment names its library"
-        b.attach_uretprobe(name=att.path.encode(), sym=att.target.encode(), fn_name=fn)
+        links.attach(b, att.path, att.target, att.fn, ret=att.kind == "uretprobe")
     else:
         raise ValueError(att.kind)
 
@@ -259,6 +257,8 @@ class Recorder:
         self._text_redactor = TextRedactor()
         self._owner = launch.invoking_user()  # under sudo, the files are the user's
         self._loss_counted: set[str] = set()  # record-path probes with a raw-tp counter
+        # uprobes as BPF links where the kernel can
+        self._links = uprobe_links.UprobeLinks(opts.uprobe_links)
         self._pages = RING_PAGES  # the buffer's size, --buffer-pages or the default
         self._lost = 0  # the perf buffer's lost count; set here so a loop that fails early
         # still finalizes the trace (run's finally reads it)
@@ -409,6 +409,8 @@ class Recorder:
         attached = [r for r in resolved if r.status == "attach"]
         self.log(f"kernel headers: {hdr.note}")  # said once the program compiled against them
         self._report_missing(resolved)
+        if self._links.why_perf:
+            self.log(f"note: uprobes attached as perf events ({self._links.why_perf})")
         if not attached:
             raise RecordError("no probe could be attached on this kernel (see iommu-trace probes)")
         raw = sum(r.target is not None and r.target.kind == "raw_tracepoint" for r in attached)
@@ -419,7 +421,9 @@ class Recorder:
         }
         self.log(
             f"attached {len(attached)} of {len(resolved)} probes ({raw} raw tracepoints, "
-            f"{len([a for a in atts if a.kind in ('uprobe', 'uretprobe')])} uprobes) via "
+            f"{len([a for a in atts if a.kind in ('uprobe', 'uretprobe')])} uprobes"
+            + (" as BPF links" if self._links.mechanism == uprobe_links.LINKS else "")
+            + ") via "
             + via.get(buffer, "perf buffer")
         )
         self._warn_per_copy(attached)
@@ -438,6 +442,8 @@ class Recorder:
             "buffer": buffer,
             "addresses": "raw" if self.o.keep_addresses else "pseudonymized-2MiB-regions",
             "probes": [r.as_meta() for r in resolved],
+            # how the uprobes attached: "uprobe_multi link" or "perf event" (None: none)
+            "uprobes_via": self._links.mechanism,
             "workload": self.o.workload_meta,
             **machine,
         }
@@ -484,12 +490,12 @@ class Recorder:
                 writer.write(counters.batch(self._sampler.tick(time.monotonic_ns(), force=True)))
                 self._sampler.close()
             meta["events_written"] = writer.rows
-            holder = detach.hand_off(b)
+            holder = detach.hand_off(b, self._links)
             meta["detach"] = "background" if holder is not None else "in place"
             meta["cost"] = self._cost(b)
             meta["workload"] = self._workload_result(meta["workload"])
             writer.finalize(meta if self.o.keep_addresses else self._redact(meta))
-            detach.detach(b, holder, self.log)
+            detach.detach(b, self._links, holder, self.log)
         for name, n in withheld.items():
             self.log(
                 f"{name}: the kernel withheld {n} of {fired[name]} events from the tracefs "
@@ -603,7 +609,7 @@ class Recorder:
             if r.status != "attach":
                 continue  # a sibling attachment already failed
             try:
-                _attach(b, att)
+                _attach(b, att, self._links)
                 if att.optional:
                     self._loss_counted.add(r.probe.name)
             except Exception as e:
