@@ -93,16 +93,11 @@ def holders() -> set[int]:
         if name.isdigit():
             try:
                 with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if is_holder(f.read()):
+                    if f.read().split(b"\0")[1:3] == [b"-m", HOLDER.encode()]:
                         out.add(int(name))
             except OSError:
                 pass
     return out
-
-
-def is_holder(cmdline: bytes) -> bool:
-    """/proc/PID/cmdline is a holder's."""
-    return cmdline.split(b"\0")[1:3] == [b"-m", HOLDER.encode()]
 
 
 def _hold(fds: list[int]) -> None:
