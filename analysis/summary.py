@@ -74,6 +74,7 @@ def summarize(t: Trace) -> dict:
         ],
         "headers": m.headers.note,
         "buffer": m.buffer,
+        "uprobes_via": m.uprobes_via,
         "addresses": m.addresses,
         "events": t.num_events,
         "mode": m.mode,

@@ -91,7 +91,8 @@ def to_text(s: dict) -> str:
             for g in s["iommu_groups"][:12]
         ),
         f"headers    {s['headers']}",
-        f"buffer     {s['buffer']}, addresses {s['addresses']}",
+        f"buffer     {s['buffer']}, addresses {s['addresses']}"
+        + (f", uprobes as {s['uprobes_via']}s" if s.get("uprobes_via") else ""),
         _events_line(s),
     ]
     if s["cost"]:

@@ -49,6 +49,7 @@ def test_probes_are_gone_after_the_recorder_exits(known_calls, tmp_path):
     ev = t.events[t.events["probe"] == "iot_work"]
     assert sorted(ev["ret"]) == [1, 2, 3] and (ev["dur_ns"] > 0).all()
     assert t.meta["detach"] == "background"
+    assert "uprobes as uprobe_multi links" in cli("info", str(out)).stdout
     deadline = time.monotonic() + 60
     while set(holders()) - mine and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -65,6 +66,7 @@ def test_perf_event_uprobes_come_down_too(known_calls, tmp_path):
     assert p.returncode == 0, p.stderr
     t = load(str(out))
     assert t.meta["uprobes_via"] == "perf event" and "as BPF links" not in p.stderr
+    assert "uprobes as perf events" in cli("info", str(out)).stdout
     ev = t.events[t.events["probe"] == "iot_work"]
     assert sorted(ev["ret"]) == [1, 2, 3] and (ev["dur_ns"] > 0).all()
     deadline = time.monotonic() + 60

@@ -214,6 +214,7 @@ class TraceMeta:
     iommu: Iommu = field(default_factory=Iommu)
     headers: Headers = field(default_factory=Headers)
     buffer: str | None = None  # ringbuf or perf
+    uprobes_via: str | None = None  # "uprobe_multi link" or "perf event"; None: no uprobes
     addresses: str | None = None  # raw, or how they were pseudonymized
     probes: list[Probe] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)  # per probe, exact (kernel counters)
@@ -251,6 +252,7 @@ class TraceMeta:
             iommu=Iommu.from_json(m.get("iommu")),
             headers=Headers.from_json(m.get("headers")),
             buffer=_str(m.get("buffer")),
+            uprobes_via=_str(m.get("uprobes_via")),
             addresses=_str(m.get("addresses")),
             probes=[p for p in probes if p is not None],
             counts=dict(m.get("counts") or {}),
