@@ -61,14 +61,13 @@ def _load(path: str) -> dict | None:
         return None
 
 
-def _workload_line(res: GuestResult) -> str:
-    """The last line the workload itself wrote, for one-line failure reports."""
-    lines = (res.stderr + res.stdout).splitlines()
-    for ln in reversed(lines):
-        ln = ln.strip()
-        if ln and not ln.startswith(("guest: ", RESULT_TAG)):
-            return ln
-    return ""
+def _workload_line(res: GuestResult, recorder: bool = False) -> str:
+    """The last line the workload wrote, for one-line failure reports; with `recorder`,
+    the recorder's own last line ("iommu-trace: ...") where it wrote one."""
+    lines = [ln.strip() for ln in (res.stderr + res.stdout).splitlines()]
+    ours = [ln for ln in lines if ln and not ln.startswith(("guest: ", RESULT_TAG))]
+    own = [ln for ln in ours if ln.startswith("iommu-trace:")] if recorder else []
+    return (own or ours or [""])[-1]
 
 
 def run_lab(
@@ -156,7 +155,7 @@ def run_lab(
         if res.returncode != 0:
             ok = result is not None and result.get("exit_status") == 0
             what = "recorder" if record and ok else "workload"
-            detail = _workload_line(res)
+            detail = _workload_line(res, recorder=what == "recorder")
             raise UserError(
                 f"{what} failed inside the guest ({mode.name}, exit {res.returncode})"
                 + (f": {detail}" if detail else "")

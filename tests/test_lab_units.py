@@ -12,8 +12,8 @@ from iommu_trace.errors import UserError
 from iommu_trace.lab import kernels, workloads
 from iommu_trace.lab.iommus import IOMMUS
 from iommu_trace.lab.modes import MODES
-from iommu_trace.lab.session import workload_argv
-from iommu_trace.lab.vm import Tools, VMSpec, _is_static_elf, build_command
+from iommu_trace.lab.session import _workload_line, workload_argv
+from iommu_trace.lab.vm import GuestResult, Tools, VMSpec, _is_static_elf, build_command
 
 
 def test_parse_size():
@@ -151,3 +151,19 @@ def test_lab_outputs_go_to_the_sudo_user(tmp_path, monkeypatch):
     monkeypatch.setenv("SUDO_GID", "65534")
     give_to_invoker(*map(str, files), str(tmp_path / "absent"))
     assert {(f.stat().st_uid, f.stat().st_gid) for f in files} == {(65534, 65534)}
+
+
+def test_failure_line_is_the_recorders_own_when_the_recorder_failed():
+    """A recorder that fails after the workload ran is reported by its own line, not by the
+    workload's last output (once seen: dd's summary stood in for the recorder's error)."""
+    out = GuestResult(
+        2,
+        stdout=f'{workloads.RESULT_TAG} {{"exit_status": 0}}\n',
+        stderr="iommu-trace: writing /tmp/t.iot\niommu-trace: error: disk full\n"
+        "13107200 bytes (13 MB, 12 MiB) copied, 0.33 s, 39.9 MB/s\n",
+        elapsed_s=1.0,
+    )
+    assert _workload_line(out, recorder=True) == "iommu-trace: error: disk full"
+    assert _workload_line(out).startswith("13107200 bytes")  # the workload's own failure
+    bare = GuestResult(2, stdout="", stderr="Killed\n", elapsed_s=1.0)
+    assert _workload_line(bare, recorder=True) == "Killed"  # no line of its own: the last one
