@@ -95,6 +95,39 @@ def _segments() -> int | None:
         return None
 
 
+def kprobes() -> list[str] | None:
+    """The kernel's registered kprobes, as debugfs lists them, addresses dropped (KASLR):
+    "k intel_iommu_tlb_sync+0x4 [FTRACE]". Kept per sg run: on 6.12 a kprobe's program
+    has been seen to stop after the module's rmmod (docs/lab.md), and its flags here
+    ([DISABLED], [GONE]) say whether the kernel took it down."""
+    path = "/sys/kernel/debug/kprobes/list"
+    if not os.path.exists(path):  # the guest is ours: mount debugfs where it is not
+        subprocess.run(["mount", "-t", "debugfs", "debugfs", "/sys/kernel/debug"],
+                       capture_output=True, check=False)  # fmt: skip
+    try:
+        with open(path) as f:
+            return [ln.split(None, 1)[1].strip() for ln in f if ln.split(None, 1)[1:]]
+    except OSError:
+        return None
+
+
+def _perf_fds(pid: int) -> int | None:
+    """The perf events process pid holds: under `record`, the parent's kprobes and
+    tracepoints. Beside kprobes(), it tells a probe the recorder closed from one the
+    kernel took down."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    n = 0
+    for fd in fds:
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[perf_event]"
+        except OSError:
+            pass
+    return n
+
+
 def sg(module: str, nents: list[int], maps: int, dev: str | None = None) -> tuple[int, list]:
     """Load the lab's module once per list length: it maps and unmaps `maps` times, then exits.
 
@@ -116,6 +149,8 @@ def sg(module: str, nents: list[int], maps: int, dev: str | None = None) -> tupl
         if rc:
             return rc, runs
         subprocess.run(["rmmod", SG_MODULE], check=False)
+        run["kprobes_after_rmmod"] = kprobes()
+        run["recorder_perf_fds"] = _perf_fds(os.getppid())
     return 0, runs
 
 

@@ -18,6 +18,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
+from .fds import lift
 from .fsview import FsView
 
 SYSFS = "/sys/bus/event_source/devices"
@@ -174,7 +175,7 @@ def open_counter(type_: int, cpu: int, config: int, config1: int = 0, config2: i
     if fd < 0:
         err = ctypes.get_errno()
         raise PmuError(err, f"perf_event_open: {os.strerror(err)}")
-    return fd
+    return lift(fd)  # read all recording long: out of libbcc's stray close()'s reach
 
 
 def read_counter(fd: int) -> int:

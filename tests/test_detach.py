@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import glob
 import os
+import subprocess
+import sys
 import time
 
+from iommu_trace.system import fds
 from iommu_trace.tracefile.reader import load
 from iommu_trace.tracer import detach
 
@@ -73,3 +76,31 @@ def test_perf_event_uprobes_come_down_too(known_calls, tmp_path):
     while set(holders()) - mine and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not set(holders()) - mine
+
+
+def test_attachments_sit_above_the_numbers_libbcc_closes(known_calls, tmp_path):
+    """BCC 0.26 closes stale descriptor numbers when it builds a symbol cache
+    (system/fds.py): while recording, every probe's perf event and link, and the
+    journal, sit at or above fds.floor(), out of its reach."""
+    rec = subprocess.Popen(
+        [sys.executable, "-m", "iommu_trace.cli", "record", "-o", str(tmp_path / "f.iot"),
+         "--uprobe", f"{known_calls}:iot_work", "--", known_calls, "3", "0", "sleep:3"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    held: dict[int, str] = {}
+    while rec.poll() is None and not any(t.endswith("f.iot") for t in held.values()):
+        time.sleep(0.2)
+        held = {}
+        for x in glob.glob(f"/proc/{rec.pid}/fd/*"):
+            try:
+                held[int(os.path.basename(x))] = os.readlink(x)
+            except OSError:
+                pass
+    _, err = rec.communicate()
+    assert rec.returncode == 0, err
+    probes = {fd: t for fd, t in held.items() if t in HELD}
+    assert len(probes) >= 3, held  # the uprobe's two links, raw tracepoints, fork
+    assert min(probes) >= fds.floor(), probes
+    (journal,) = [fd for fd, t in held.items() if t.endswith("f.iot")]
+    assert journal >= fds.floor()
+    assert load(str(tmp_path / "f.iot")).meta["attachments_closed"] == 0  # checked at the end

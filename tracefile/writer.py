@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..system.fds import lift
 from . import journal
 from .schema import (
     COUNT,
@@ -122,7 +123,8 @@ class TraceWriter:
         self.stacks = 0
         self.count_rows = 0
         self._schema = SCHEMA.with_metadata(encode_meta({**meta, "finalized": False}))
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        # lifted: libbcc's stray close() (system/fds.py) would otherwise end the journal
+        self._fd = lift(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
         if owner is not None:
             os.fchown(self._fd, *owner)
         self._append(journal.MAGIC + journal.frame(self._schema.serialize()))

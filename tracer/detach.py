@@ -26,6 +26,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from ..system.fds import floor as lift_floor
+from ..system.fds import lift
 from .uprobe_links import UprobeLinks, close_all
 
 PMUS = "/sys/bus/event_source/devices"
@@ -36,6 +38,42 @@ def _fds(b, links: UprobeLinks) -> list[int]:
     kprobes = [fd for per_fn in b.kprobe_fds.values() for fd in per_fn.values()]
     return [*kprobes, *b.uprobe_fds.values(), *b.tracepoint_fds.values(),
             *b.raw_tracepoint_fds.values(), *links.fds]  # fmt: skip
+
+
+ATTACHMENTS = ("anon_inode:[perf_event]", "anon_inode:bpf_link")
+
+
+def lift_attachments(b, links: UprobeLinks) -> list[int]:
+    """Every attachment's fd moved above the numbers libbcc's stray close() can hit
+    (system/fds.py), and renumbered in BCC's tables (its cleanup closes what they hold)
+    and in links. Found in /proc/self/fd, not only in BCC's tables: a second program on
+    one tracepoint replaces the first one's fd there."""
+    moved: dict[int, int] = {}  # every attachment: old fd -> new
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if _kind(fd) in ATTACHMENTS:
+            moved[fd] = lift(fd) if fd < lift_floor() else fd
+    for per_fn in b.kprobe_fds.values():
+        for fn, fd in per_fn.items():
+            per_fn[fn] = moved.get(fd, fd)
+    for table in (b.uprobe_fds, b.tracepoint_fds, b.raw_tracepoint_fds):
+        for key, fd in table.items():
+            table[key] = moved.get(fd, fd)
+    links.fds[:] = [moved.get(fd, fd) for fd in links.fds]
+    return sorted(moved.values())
+
+
+def lost(attachments: list[int]) -> int:
+    """How many of these attachment fds are no longer attachments (closed by someone
+    else, their numbers free or reused)."""
+    return sum(_kind(fd) not in ATTACHMENTS for fd in attachments)
+
+
+def _kind(fd: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 
 
 def _made_by_pmu(b, pmus: str = PMUS) -> bool:

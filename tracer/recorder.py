@@ -259,6 +259,7 @@ class Recorder:
         self._loss_counted: set[str] = set()  # record-path probes with a raw-tp counter
         # uprobes as BPF links where the kernel can
         self._links = uprobe_links.UprobeLinks(opts.uprobe_links)
+        self._attachments: list[int] = []  # their fds, lifted (detach.lift_attachments)
         self._pages = RING_PAGES  # the buffer's size, --buffer-pages or the default
         self._lost = 0  # the perf buffer's lost count; set here so a loop that fails early
         # still finalizes the trace (run's finally reads it)
@@ -401,6 +402,8 @@ class Recorder:
         self._attach_all(b, resolved, atts)
         if not follow_all:  # the followed processes' children are followed too
             b.attach_tracepoint(tp=b"sched:sched_process_fork", fn_name=b"on_fork")
+        # out of libbcc's stray close()'s reach; checked again at the end
+        self._attachments = detach.lift_attachments(b, self._links)
         self._setup_s = {
             "compile_s": t_attach - t_compile,
             "attach_s": time.monotonic() - t_attach,
@@ -473,6 +476,7 @@ class Recorder:
             withheld = {k: v - counts.get(k, 0) for k, v in fired.items() if v > counts.get(k, 0)}
             stacks_lost = self._stack_losses(b, resolved)
             missed = self._missed(b, resolved, atts)
+            closed = detach.lost(self._attachments)
             meta.update(
                 end_mono_ns=time.monotonic_ns(),
                 end_wall=datetime.now(UTC).isoformat(),
@@ -485,6 +489,7 @@ class Recorder:
                 withheld=withheld,
                 missed=missed,
                 stacks_lost=stacks_lost,
+                attachments_closed=closed,
             )
             if self._sampler is not None:
                 writer.write(counters.batch(self._sampler.tick(time.monotonic_ns(), force=True)))
@@ -504,6 +509,12 @@ class Recorder:
             )
         for line in missed_lines(missed):
             self.log(line)
+        if closed:
+            self.log(
+                f"WARNING: {closed} of {len(self._attachments)} probe attachments were closed "
+                "while recording (by libbcc? system/fds.py): their probes stopped early and "
+                "their counts are short"
+            )
         for line in stack_loss_lines(stacks_lost):
             self.log(line)
         if self.o.count:

@@ -30,6 +30,8 @@ import select
 
 import numpy as np
 
+from ..system.fds import lift
+
 BUSY = 1 << 31  # BPF_RINGBUF_BUSY_BIT: reserved, not yet committed
 DISCARD = 1 << 30  # BPF_RINGBUF_DISCARD_BIT: committed as discarded, skip it
 HEADER = 8  # BPF_RINGBUF_HDR_SZ
@@ -82,7 +84,9 @@ class RingReader:
         data = np.frombuffer(self._data_map, np.uint8)
         self._prod = ct.c_uint64.from_address(data.ctypes.data)
         self._data = data[page:]
-        self._epoll = select.epoll()
+        ep = select.epoll()  # lifted, as every descriptor the recording depends on
+        self._epoll = select.epoll.fromfd(lift(os.dup(ep.fileno())))
+        ep.close()
         self._epoll.register(map_fd, select.EPOLLIN)
         self.wakeups = 0  # epoll returns with data ready (not timeouts)
 
