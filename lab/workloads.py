@@ -97,9 +97,9 @@ def _segments() -> int | None:
 
 def kprobes() -> list[str] | None:
     """The kernel's registered kprobes, as debugfs lists them, addresses dropped (KASLR):
-    "k intel_iommu_tlb_sync+0x4 [FTRACE]". Kept per sg run: on 6.12 a kprobe's program
-    has been seen to stop after the module's rmmod (docs/lab.md), and its flags here
-    ([DISABLED], [GONE]) say whether the kernel took it down."""
+    "k intel_iommu_tlb_sync+0x4 [FTRACE]". Kept per sg run: a kprobe that stops shows
+    here as gone or [DISABLED] (BCC 0.26 closing the recorder's fd did that on 6.12;
+    docs/lab.md)."""
     path = "/sys/kernel/debug/kprobes/list"
     if not os.path.exists(path):  # the guest is ours: mount debugfs where it is not
         subprocess.run(["mount", "-t", "debugfs", "debugfs", "/sys/kernel/debug"],

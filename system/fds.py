@@ -6,8 +6,8 @@ The int is what an earlier ModulePath of its own held: a number openat() handed 
 while it resolved a uprobe or a stack, which by then may be a probe's perf event. Seen
 in the lab on 2026-12-07 with a close() watcher: symbolizing an insmod process closed
 the `iotlb_sync` kprobe's fd mid-recording, and its counts went silently short
-(docs/lab.md). openat() hands out the lowest free numbers, so a descriptor moved above
-FLOOR is never one of them.
+(docs/lab.md). openat() hands out the lowest free numbers, so a descriptor moved to
+floor() and up (10,000, or half the open-file limit) is never one of them.
 """
 
 from __future__ import annotations

@@ -34,10 +34,14 @@ PMUS = "/sys/bus/event_source/devices"
 HOLDER = "iommu_trace.tracer.detach"  # the holder's module: python -m HOLDER FD...
 
 
+def _slots(b) -> list[tuple[dict, object]]:
+    """Where BCC keeps its attachments' fds: (table, key) pairs."""
+    tables = [*b.kprobe_fds.values(), b.uprobe_fds, b.tracepoint_fds, b.raw_tracepoint_fds]
+    return [(t, k) for t in tables for k in t]
+
+
 def _fds(b, links: UprobeLinks) -> list[int]:
-    kprobes = [fd for per_fn in b.kprobe_fds.values() for fd in per_fn.values()]
-    return [*kprobes, *b.uprobe_fds.values(), *b.tracepoint_fds.values(),
-            *b.raw_tracepoint_fds.values(), *links.fds]  # fmt: skip
+    return [*(t[k] for t, k in _slots(b)), *links.fds]
 
 
 ATTACHMENTS = ("anon_inode:[perf_event]", "anon_inode:bpf_link")
@@ -53,12 +57,8 @@ def lift_attachments(b, links: UprobeLinks) -> list[int]:
         fd = int(name)
         if _kind(fd) in ATTACHMENTS:
             moved[fd] = lift(fd) if fd < lift_floor() else fd
-    for per_fn in b.kprobe_fds.values():
-        for fn, fd in per_fn.items():
-            per_fn[fn] = moved.get(fd, fd)
-    for table in (b.uprobe_fds, b.tracepoint_fds, b.raw_tracepoint_fds):
-        for key, fd in table.items():
-            table[key] = moved.get(fd, fd)
+    for table, key in _slots(b):
+        table[key] = moved.get(table[key], table[key])
     links.fds[:] = [moved.get(fd, fd) for fd in links.fds]
     return sorted(moved.values())
 
